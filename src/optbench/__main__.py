@@ -1,0 +1,3 @@
+from optbench.cli.main import main
+
+main()

@@ -1,0 +1,182 @@
+"""The Python API and the one path every command takes: validate everything, then run.
+
+`plan(...)` resolves names, parameters and the task (data, x0, reference) and raises
+`UsageError` on any bad input before a single step runs. `execute(plan, backend)` runs the
+identical task on one backend and returns its `RunRecord`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from optbench.core import Backend, Instance, Method, Optimizer, Problem, Reference, RunRecord
+from optbench.core.backend import DTYPES
+from optbench.core.params import resolve
+from optbench.errors import UsageError
+from optbench.plugins import Registry, get_registry
+from optbench.runner import stopping
+from optbench.runner.loop import optimize
+
+
+@dataclass
+class Plan:
+    """A validated task: the same data and start for every backend it runs on."""
+
+    problem: Problem
+    problem_params: dict[str, Any]
+    instance: Instance
+    reference: Reference | None
+    optimizer: Optimizer
+    optimizer_params: dict[str, Any]
+    method: Method
+    backends: list[Backend]
+    unavailable: list[tuple[str, str]]  # (backend name, reason) skipped under "all"
+    steps: int
+    seed: int
+    dtype: str
+    device: str
+    tol: float | None
+    max_time: float | None
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UsageError(message)
+
+
+def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
+         optimizer: str = "nadam", *, problem_params: Mapping[str, Any] | None = None,
+         optimizer_params: Mapping[str, Any] | None = None, lr: float | None = None,
+         steps: int = 1000, seed: int = 0, dtype: str = "float64", device: str = "cpu",
+         x0: Sequence[float] | None = None, tol: float | None = None,
+         max_time: float | None = None, registry: Registry | None = None) -> Plan:
+    registry = registry or get_registry()
+    prob: Problem = registry.get("problem", problem)
+    opt: Optimizer = registry.get("optimizer", optimizer)
+
+    _check(isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0,
+           f"steps={steps} is not accepted: expected an integer >= 0")
+    _check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+           f"seed={seed} is not accepted: expected an integer >= 0")
+    _check(dtype in DTYPES, f"dtype={dtype} is not accepted: expected one of {', '.join(DTYPES)}")
+    for name, value in (("tol", tol), ("max_time", max_time)):
+        _check(value is None or (isinstance(value, (int, float)) and math.isfinite(value)
+                                 and value > 0),
+               f"{name}={value} is not accepted: expected a number > 0")
+
+    p_params = resolve(prob.params, dict(problem_params or {}), prob.name)
+    given_hp = dict(optimizer_params or {})
+    if lr is not None:
+        _check(any(h.name == "lr" for h in opt.hyperparams),
+               f"optimizer {opt.name} has no learning rate; drop lr")
+        given_hp["lr"] = lr
+    hp = resolve(opt.hyperparams, {**opt.run_defaults, **given_hp}, opt.name)
+    method = opt.method(**hp)
+
+    backends, unavailable = _select_backends(registry, backend, dtype, device)
+
+    instance = prob.make(p_params, seed)
+    if x0 is not None:
+        start = np.asarray(list(x0), dtype=np.float64)
+        n = len(instance.variables)
+        _check(start.ndim == 1 and start.size == n and bool(np.all(np.isfinite(start))),
+               f"x0 has {start.size} values; {prob.name} has {n} variables "
+               f"({', '.join(instance.variables)}): expected {n} finite numbers")
+        instance = Instance(instance.data, start, instance.variables)
+    return Plan(prob, p_params, instance, prob.reference(instance), opt, hp, method,
+                backends, unavailable, steps, seed, dtype, device, tol, max_time)
+
+
+def _select_backends(registry: Registry, backend: str | Sequence[str], dtype: str,
+                     device: str) -> tuple[list[Backend], list[tuple[str, str]]]:
+    names = [backend] if isinstance(backend, str) else list(backend)
+    if names == ["all"]:
+        chosen, skipped = [], []
+        for name in registry.names("backend"):
+            b = registry.get("backend", name)
+            reason = _unusable(b, dtype, device)
+            (skipped.append((name, reason)) if reason else chosen.append(b))
+        _check(bool(chosen), f"no backend can run on device={device} dtype={dtype}: " +
+               "; ".join(f"{n}: {r}" for n, r in skipped))
+        return chosen, skipped
+    chosen = []
+    for name in names:
+        b = registry.get("backend", name)
+        reason = _unusable(b, dtype, device)
+        _check(reason is None, f"backend {name} cannot run here: {reason}")
+        chosen.append(b)
+    return chosen, []
+
+
+def _unusable(backend: Backend, dtype: str, device: str) -> str | None:
+    if device not in backend.devices:
+        return f"device={device} is not supported; accepted: {', '.join(backend.devices)}"
+    if dtype not in backend.dtypes:
+        return f"dtype={dtype} is not supported; accepted: {', '.join(backend.dtypes)}"
+    return backend.available(device)
+
+
+def execute(p: Plan, backend: Backend) -> RunRecord:
+    """Run the plan's task on one backend. Failures while running become status "error"."""
+    inst = p.instance
+    record = RunRecord(
+        problem=p.problem.name, problem_params=_jsonable(p.problem_params),
+        backend=backend.name, device=p.device, dtype=p.dtype, optimizer=p.optimizer.name,
+        optimizer_params=_jsonable(p.optimizer_params), seed=p.seed, status="error",
+        message="", steps=0, n_evals=0, variables=list(inst.variables),
+        x0=[float(v) for v in inst.x0], x=[float(v) for v in inst.x0], f=None,
+        grad_norm=None, reference=p.reference.to_json() if p.reference else None,
+        time_s=0.0, setup_s=0.0)
+    t0 = time.perf_counter()
+    objective = backend.prepare(p.problem, inst.data, dtype=p.dtype, device=p.device)
+    try:
+        x0 = objective.from_numpy(inst.x0)
+        objective.synchronize()
+        record.setup_s = time.perf_counter() - t0
+        criteria = stopping.criteria(p.tol, p.reference.f if p.reference else None,
+                                     p.max_time)
+        result = optimize(objective, p.method, x0, steps=p.steps, criteria=criteria)
+        record.n_evals, record.n_fevals = objective.n_evals, objective.n_fevals
+        # Reported f and gradient are those of the final point, evaluated outside the loop.
+        x = objective.to_numpy(result.x).astype(np.float64)
+        f, g = objective.value_and_grad(result.x)
+        f = float(f)
+        g = objective.to_numpy(g).astype(np.float64)
+    except Exception as exc:  # a failure of this run, reported in its record
+        record.message = f"{type(exc).__name__}: {exc}"
+        record.setup_s = record.setup_s or time.perf_counter() - t0
+        return record
+    record.status, record.message = result.status, result.message
+    if result.status not in ("diverged",) and not (math.isfinite(f) and np.all(np.isfinite(x))):
+        record.status = "diverged"
+        record.message = f"non-finite f or x after step {result.steps}"
+    record.steps, record.time_s = result.steps, result.time_s
+    record.x, record.f = x.tolist(), f
+    record.grad_norm = float(np.linalg.norm(g))
+    record.trace = result.trace
+    if not record.trace or record.trace[-1][0] != result.steps:
+        record.trace.append([result.steps, result.time_s, f])
+    if p.reference is not None and p.reference.unique:
+        ref = np.asarray(p.reference.x, dtype=np.float64)
+        scale = float(np.linalg.norm(ref)) or 1.0
+        record.relative_error = float(np.linalg.norm(x - ref)) / scale
+    return record
+
+
+def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def solve(problem: str = "regression", backend: str = "torch", optimizer: str = "nadam",
+          **options: Any) -> RunRecord:
+    """One run; see `optbench.solve`."""
+    _check(isinstance(backend, str) and backend != "all",
+           f"backend={backend!r} is not accepted by solve(): expected one backend name")
+    p = plan(problem, backend, optimizer, **options)
+    return execute(p, p.backends[0])

@@ -1,0 +1,49 @@
+"""HIPS autograd: reverse mode over `autograd.numpy`, on the CPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from optbench.backends import missing_package
+from optbench.core import Backend, Objective
+from optbench.hookspecs import hookimpl
+
+
+class AutogradObjective(Objective):
+    def __init__(self, problem, data, dtype: str) -> None:
+        super().__init__()
+        import autograd
+        import autograd.numpy as anp
+
+        self.xp = anp
+        self.dtype = dtype
+        self._np_dtype = np.dtype(dtype)
+        self.data = {k: self.from_numpy(v) for k, v in data.items()}
+        self._vg = autograd.value_and_grad(lambda x: problem.objective(x, self.data, anp))
+
+    def value_and_grad(self, x: Any) -> tuple[Any, Any]:
+        self.n_evals += 1
+        self.n_fevals += 1
+        f, g = self._vg(x)
+        return np.asarray(f, dtype=self._np_dtype), g
+
+    def from_numpy(self, array: Any) -> Any:
+        return np.array(array, dtype=self._np_dtype)
+
+
+class AutogradBackend(Backend):
+    name = "autograd"
+    description = "HIPS autograd (autograd.numpy, reverse mode) on the CPU"
+
+    def available(self, device: str = "cpu") -> str | None:
+        return missing_package("autograd", "autograd")
+
+    def prepare(self, problem, data, *, dtype, device):
+        return AutogradObjective(problem, data, dtype)
+
+
+@hookimpl
+def register_backends(register):
+    register(AutogradBackend())

@@ -1,0 +1,81 @@
+"""PyTorch autograd, on the CPU or a CUDA device, in float32 or float64."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from optbench.backends import missing_package
+from optbench.core import Backend, Objective
+from optbench.errors import UsageError
+from optbench.hookspecs import hookimpl
+
+
+def _no_nvidia_driver() -> str | None:
+    # A cheap look before importing torch: without the driver, CUDA cannot work.
+    if not os.path.exists("/proc/driver/nvidia/version") and not os.path.exists("/dev/nvidia0"):
+        return "no NVIDIA driver or CUDA device on this machine"
+    return None
+
+
+class TorchObjective(Objective):
+    def __init__(self, problem: Any, data: Mapping[str, Any], dtype: str, device: str) -> None:
+        super().__init__()
+        import torch
+
+        self.xp = torch
+        self.dtype = dtype
+        self.device = device
+        self.asynchronous = device != "cpu"
+        self._torch = torch
+        self._tdtype = getattr(torch, dtype)
+        self._tdevice = torch.device(device)
+        self._fn = problem.objective
+        self.data = {k: self.from_numpy(v) for k, v in data.items()}
+
+    def value_and_grad(self, x: Any) -> tuple[Any, Any]:
+        self.n_evals += 1
+        self.n_fevals += 1
+        torch = self._torch
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            f = self._fn(leaf, self.data, torch)
+            (g,) = torch.autograd.grad(f, leaf)
+        return f.detach(), g
+
+    def from_numpy(self, array: Any) -> Any:
+        return self._torch.as_tensor(array, dtype=self._tdtype, device=self._tdevice)
+
+    def to_numpy(self, array: Any) -> Any:
+        return array.detach().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self._tdevice.type == "cuda":
+            self._torch.cuda.synchronize(self._tdevice)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    description = "PyTorch autograd (CPU and CUDA)"
+    devices = ("cpu", "cuda")
+
+    def available(self, device: str = "cpu") -> str | None:
+        reason = missing_package("torch", "torch")
+        if reason is None and device == "cuda":
+            reason = _no_nvidia_driver()
+        return reason
+
+    def prepare(self, problem, data, *, dtype, device):
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UsageError("--device cuda: torch.cuda.is_available() is False on this "
+                                 "machine; accepted: cpu")
+        return TorchObjective(problem, data, dtype, device)
+
+
+@hookimpl
+def register_backends(register):
+    register(TorchBackend())

@@ -1,0 +1,1 @@
+"""The command line (click). Heavy imports happen inside commands, when they run."""

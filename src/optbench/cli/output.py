@@ -1,0 +1,103 @@
+"""Plain-text tables for the command line (JSON output needs none of this)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from optbench.core import RunRecord
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def num(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def seconds(value: float) -> str:
+    return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _params(params: dict[str, Any]) -> str:
+    def show(v: Any) -> str:
+        return ",".join(f"{x:g}" for x in v) if isinstance(v, list) else str(v)
+
+    return ", ".join(f"{k}={show(v)}" for k, v in params.items() if v is not None)
+
+
+def run_table(plan: Any, records: list[RunRecord]) -> str:
+    first = records[0]
+    ref = plan.reference
+    out = [f"problem    {first.problem} ({_params(first.problem_params)})",
+           f"optimizer  {first.optimizer} ({_params(first.optimizer_params)})",
+           f"seed {first.seed}, {first.dtype} on {first.device}, at most {plan.steps} steps", ""]
+    out.append(table(
+        ["backend", "status", "steps", "evals", "f", "rel.err", "loop time", "setup"],
+        [[r.backend, r.status, r.steps, r.n_evals, num(r.f), num(r.relative_error, 3),
+          seconds(r.time_s), seconds(r.setup_s)] for r in records]))
+    header = ["variable", "x0"] + (["x*"] if ref is not None else []) + [
+        r.backend for r in records]
+    rows = []
+    for i, name in enumerate(first.variables):
+        row = [name, num(first.x0[i], 6)]
+        if ref is not None:
+            row.append(num(float(ref.x[i]), 10))
+        rows.append(row + [num(r.x[i], 10) for r in records])
+    out += ["", table(header, rows)]
+    if ref is not None and not ref.unique:
+        out.append(f"\nx* is the minimum-norm point of a family of minimizers "
+                   f"(rank {ref.details.get('rank')} of {len(first.variables)}): "
+                   f"any point of that family is optimal, so no relative error is given.")
+    notes = [f"{r.backend}: {r.message}" for r in records if r.message]
+    if notes:
+        out += ["", *notes]
+    return "\n".join(out)
+
+
+def list_rows(registry: Any, kinds: list[str] | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for kind in kinds or ["backend", "problem", "optimizer"]:
+        for name in registry.names(kind):
+            obj = registry.get(kind, name)
+            row = {"kind": kind, "name": name, "description": obj.description,
+                   "plugin": registry.owner[(kind, name)], "available": True, "reason": None}
+            if kind == "backend":
+                devices = {d: obj.available(d) for d in obj.devices}
+                row["available"] = devices[obj.devices[0]] is None
+                row["reason"] = devices[obj.devices[0]]
+                row["devices"] = devices
+                row["dtypes"] = list(obj.dtypes)
+            else:
+                declared = obj.params if kind == "problem" else obj.hyperparams
+                row["params"] = {p.name: {"default": _default(p.default), "accepts":
+                                          p.accepted(), "help": p.help} for p in declared}
+            rows.append(row)
+    return rows
+
+
+def _default(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def list_table(rows: list[dict[str, Any]]) -> str:
+    def status(row: dict[str, Any]) -> str:
+        if row["kind"] != "backend":
+            return "yes"
+        parts = [d if why is None else f"{d}: no ({why})" for d, why in row["devices"].items()]
+        return "; ".join(parts)
+
+    return table(["kind", "name", "available", "plugin", "description"],
+                 [[r["kind"], r["name"], status(r), r["plugin"], r["description"]]
+                  for r in rows])
+
+
+def plugins_table(infos: list[dict[str, Any]]) -> str:
+    return table(["plugin", "version", "registers", "error"],
+                 [[p["name"], p["version"] or "-", ", ".join(p["registers"]) or "-",
+                   p["error"] or ""] for p in infos])

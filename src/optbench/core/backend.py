@@ -1,0 +1,75 @@
+"""The Backend contract: turn a problem's objective into `value_and_grad` in some array library.
+
+A backend does its heavy imports (torch, autograd, jax) inside `prepare`, never at module
+import, so that `optbench --help` and `optbench list` stay fast.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+DTYPES = ("float64", "float32")
+
+
+class Objective(ABC):
+    """A prepared objective: data already converted, ready to be evaluated many times.
+
+    Attributes every implementation sets:
+      xp      the array namespace optimizers compute with (numpy, torch, autograd.numpy...)
+      dtype   "float64" or "float32"
+      device  "cpu", "cuda", ...
+      asynchronous  True when results arrive later than the call returns (CUDA): the runner
+                    then reads values back to the host only at sampled steps.
+    `n_evals` counts calls of `value_and_grad`; `n_fevals` counts evaluations of the objective
+    itself (equal for automatic differentiation, 2n+1 per gradient for finite differences).
+    """
+
+    xp: Any
+    dtype: str
+    device: str = "cpu"
+    asynchronous: bool = False
+
+    def __init__(self) -> None:
+        self.n_evals = 0
+        self.n_fevals = 0
+
+    @abstractmethod
+    def value_and_grad(self, x: Any) -> tuple[Any, Any]:
+        """f(x) and its gradient, both in the backend's arrays (f a 0-d array)."""
+
+    @abstractmethod
+    def from_numpy(self, array: Any) -> Any:
+        """A numpy array as this backend's array, in its dtype and on its device."""
+
+    def to_numpy(self, array: Any) -> Any:
+        """This backend's array as a numpy array (host copy)."""
+        import numpy as np
+
+        return np.asarray(array)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, so that a timer read next is true."""
+
+
+class Backend(ABC):
+    """A way to evaluate and differentiate any problem's objective."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    dtypes: ClassVar[tuple[str, ...]] = DTYPES
+
+    def available(self, device: str = "cpu") -> str | None:
+        """None when usable on `device`, else the reason it is not (in words).
+
+        Must be cheap and must not import the heavy package: it runs for `optbench list`.
+        """
+        return None
+
+    @abstractmethod
+    def prepare(
+        self, problem: Any, data: Mapping[str, Any], *, dtype: str, device: str
+    ) -> Objective:
+        """Convert `data` once and return the objective for `problem` on this backend."""

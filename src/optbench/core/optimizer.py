@@ -1,0 +1,48 @@
+"""The Optimizer contract, in the manner of optax: a pair of pure functions.
+
+    method = optimizer.method(lr=0.01)            # hyperparameters bound once
+    state = method.init(x, xp)
+    x, state, f, g = method.step(objective, x, state)
+
+`step` evaluates the objective at the x it is given (f and g are the values *there*) and
+returns the next point. It never mutates x or the state it received; it builds new ones.
+Written against the namespace `xp`, one optimizer runs on every backend.
+
+`done(state)` is optional: an optimizer with its own convergence test (L-BFGS's
+tolerance_grad, tolerance_change) says there that the point it just returned is final.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, NamedTuple
+
+from optbench.core.params import Param
+
+
+class Method(NamedTuple):
+    """An optimizer with its hyperparameters bound."""
+
+    init: Callable[[Any, Any], Any]
+    step: Callable[[Any, Any, Any], tuple[Any, Any, Any, Any]]
+    done: Callable[[Any], str | None] | None = None
+    """Returns None while running, else the reason the returned point is final."""
+
+
+class Optimizer(ABC):
+    """A named, declared optimizer.
+
+    hyperparams: declared with torch.optim's defaults where torch has the algorithm.
+    run_defaults: values the runner uses where the user gave none and that differ from the
+        declared defaults (the first-order methods take the tutorial's lr 0.01).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    hyperparams: ClassVar[tuple[Param, ...]] = ()
+    run_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    @abstractmethod
+    def method(self, **hyperparams: Any) -> Method:
+        """Bind validated hyperparameters (all of them, defaults filled in)."""

@@ -1,0 +1,80 @@
+"""The Problem contract: data and a starting point in numpy, an objective written once for any
+array namespace `xp`, and (optionally) the known optimum.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from optbench.core.params import Param
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The known optimum in closed form.
+
+    `unique` is False when the minimizers form a family (a puzzle with a nullspace): then `x`
+    is one member (the minimum-norm one) and the distance to it says nothing about success.
+    `details` holds extra analysis (rank, nullspace, ...) that JSON records carry along.
+    """
+
+    x: Any  # numpy array
+    f: float
+    unique: bool = True
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"x": [float(v) for v in self.x], "f": float(self.f), "unique": self.unique,
+                **self.details}
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One concrete task: what `Problem.make` returns.
+
+    data: named numpy arrays, converted once by the backend when it prepares.
+    x0: the starting point (numpy, float64) drawn from the seed.
+    variables: the names of the unknowns, in the order of x.
+    """
+
+    data: Mapping[str, Any]
+    x0: Any
+    variables: tuple[str, ...]
+
+
+class Problem(ABC):
+    """A family of optimization tasks, written once for every backend.
+
+    Subclasses set `name`, `description`, `params` and implement `variables`, `make` and
+    `objective`; `reference` is optional.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    @abstractmethod
+    def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """Names of the unknowns for these parameters (known before any data is made)."""
+
+    @abstractmethod
+    def make(self, params: Mapping[str, Any], seed: int) -> Instance:
+        """Data and starting point from `numpy.random.default_rng(seed)`; no backend involved.
+
+        Raise `optbench.errors.UsageError` for bad parameters (a malformed data file...).
+        """
+
+    @abstractmethod
+    def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        """The scalar to minimize, in the namespace `xp` (numpy, torch, autograd.numpy...).
+
+        No in-place writes and no Python branching on array values, so that every backend
+        can differentiate it.
+        """
+
+    def reference(self, instance: Instance) -> Reference | None:
+        """The known optimum, or None when no closed form is known."""
+        return None

@@ -1,0 +1,53 @@
+"""The run record: plain data describing one run, as DESIGN.md's JSON contract lays it out."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STATUSES = ("converged", "max_steps", "diverged", "timeout", "error")
+
+
+@dataclass
+class RunRecord:
+    problem: str
+    problem_params: dict[str, Any]
+    backend: str
+    device: str
+    dtype: str
+    optimizer: str
+    optimizer_params: dict[str, Any]
+    seed: int
+    status: str
+    message: str
+    steps: int
+    n_evals: int
+    variables: list[str]
+    x0: list[float]
+    x: list[float]
+    f: float | None
+    grad_norm: float | None
+    reference: dict[str, Any] | None
+    time_s: float
+    setup_s: float
+    trace: list[list[float]] = field(default_factory=list)
+    # Extensions of the contract:
+    n_fevals: int = 0
+    """Evaluations of the objective itself (finite differences make 2n+1 per gradient)."""
+    relative_error: float | None = None
+    """‖x − x*‖ / ‖x*‖ where the optimum is known and unique, else None."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A dict that `json.dumps` writes as strict JSON (non-finite numbers become null)."""
+        return _finite(asdict(self))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

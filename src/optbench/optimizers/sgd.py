@@ -1,0 +1,56 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov and weight decay, as
+torch.optim.SGD computes it."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from optbench.core import Method, Optimizer, Param
+from optbench.errors import UsageError
+from optbench.hookspecs import hookimpl
+from optbench.optimizers import common
+
+
+class SGDState(NamedTuple):
+    t: int
+    buf: Any  # momentum buffer; None until the first step (torch starts it at the gradient)
+
+
+def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False) -> Method:
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise UsageError("nesterov=true is accepted only with momentum > 0 and dampening=0")
+
+    def init(x, xp):
+        return SGDState(0, None)
+
+    def step(objective, x, state):
+        f, g = objective.value_and_grad(x)
+        d = g + weight_decay * x if weight_decay else g
+        buf = None
+        if momentum:
+            buf = d if state.buf is None else state.buf * momentum + (1 - dampening) * d
+            d = d + momentum * buf if nesterov else buf
+        return x - lr * d, SGDState(state.t + 1, buf), f, g
+
+    return Method(init, step)
+
+
+class SGD(Optimizer):
+    name = "sgd"
+    description = "gradient descent with momentum and Nesterov (torch.optim.SGD)"
+    hyperparams = (
+        common.lr(1e-3),
+        Param("momentum", "float", 0.0, "momentum factor", low=0),
+        Param("dampening", "float", 0.0, "dampening of the momentum", low=0),
+        common.weight_decay(0.0),
+        Param("nesterov", "bool", False, "Nesterov momentum"),
+    )
+    run_defaults = common.TUTORIAL_RUN_DEFAULTS
+
+    def method(self, **hp):
+        return sgd(**hp)
+
+
+@hookimpl
+def register_optimizers(register):
+    register(SGD())

@@ -1,0 +1,177 @@
+"""Loading plugins: the built-in ones first, then the entry-point group "optbench".
+
+Each plugin is loaded on its own. One whose import raises, whose hook raises, that
+implements a hook that does not exist (a misspelling) or that registers something invalid is
+recorded with its error and skipped — it never stops the tool. `optbench plugins` shows them.
+`OPTBENCH_DISABLE_PLUGINS=name,...` skips plugins by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from optbench import hookspecs
+from optbench.errors import PluginError, UsageError
+
+ENTRY_POINT_GROUP = "optbench"
+
+# The built-in features are plugins like any other (as pytest does with its own).
+BUILTIN_PLUGINS = (
+    "optbench.backends.pytorch",
+    "optbench.backends.hips_autograd",
+    "optbench.backends.finite_diff",
+    "optbench.problems.regression",
+    "optbench.problems.puzzle",
+    "optbench.optimizers.adam",
+    "optbench.optimizers.nadam",
+    "optbench.optimizers.sgd",
+    "optbench.optimizers.lbfgs",
+)
+
+KINDS = ("backend", "problem", "optimizer")
+_HOOK = {"backend": "register_backends", "problem": "register_problems",
+         "optimizer": "register_optimizers"}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str | None = None
+    distribution: str | None = None
+    registers: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "distribution": self.distribution,
+                "registers": list(self.registers), "error": self.error}
+
+
+def disabled_plugins() -> set[str]:
+    return {n.strip() for n in os.environ.get("OPTBENCH_DISABLE_PLUGINS", "").split(",")
+            if n.strip()}
+
+
+class Registry:
+    """What the loaded plugins registered, by kind and name, and which plugin owns each."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("optbench")
+        self.pm.add_hookspecs(hookspecs)
+        self.items: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self.owner: dict[tuple[str, str], str] = {}
+        self.plugins: list[PluginInfo] = []
+
+    # -- loading ------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, extra: Iterable[tuple[str, Any]] = (), entry_points_too: bool = True
+             ) -> Registry:
+        """Built-ins, then `extra` (name, plugin) pairs, then installed entry points."""
+        registry = cls()
+        skip = disabled_plugins()
+        for module_name in BUILTIN_PLUGINS:
+            if module_name not in skip:
+                registry.add(module_name, lambda m=module_name: importlib.import_module(m))
+        for name, plugin in extra:
+            if name not in skip:
+                registry.add(name, lambda p=plugin: p)
+        if entry_points_too:
+            for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+                if ep.name in skip:
+                    continue
+                dist = getattr(ep, "dist", None)
+                registry.add(ep.name, ep.load,
+                             version=dist.version if dist else None,
+                             distribution=dist.name if dist else None)
+        return registry
+
+    def add(self, name: str, load: Any, version: str | None = None,
+            distribution: str | None = None) -> PluginInfo:
+        """Load one plugin; on any failure record the error and leave no trace of it."""
+        info = PluginInfo(name, version, distribution)
+        self.plugins.append(info)
+        plugin = None
+        try:
+            plugin = load()
+            if version is None and info.distribution is None:
+                info.version = _builtin_version(name)
+            self.pm.register(plugin, name=name)
+            self._check_hook_names(plugin)
+            found = self._collect(plugin)
+        except Exception as exc:  # a plugin's own bug: report it, never crash the tool
+            info.error = f"{type(exc).__name__}: {exc}"
+            if plugin is not None and self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            return info
+        for kind, obj in found:
+            self.items[kind][obj.name] = obj
+            self.owner[(kind, obj.name)] = name
+            info.registers.append(f"{kind}:{obj.name}")
+        return info
+
+    def _check_hook_names(self, plugin: Any) -> None:
+        # pluggy's check_pending, for this plugin alone: a hook implementation without a
+        # spec is a misspelling (register_backend for register_backends) that would
+        # otherwise be silently ignored.
+        for caller in self.pm.get_hookcallers(plugin) or ():
+            if not caller.has_spec():
+                hooks = ", ".join(_HOOK.values())
+                raise PluginError(f"unknown hook {caller.name!r}; the hooks are: {hooks}")
+
+    def _collect(self, plugin: Any) -> list[tuple[str, Any]]:
+        from optbench.core import Backend, Optimizer, Problem
+
+        expected = {"backend": Backend, "problem": Problem, "optimizer": Optimizer}
+        found: list[tuple[str, Any]] = []
+        for kind in KINDS:
+            def register(obj: Any, kind: str = kind) -> None:
+                if not isinstance(obj, expected[kind]):
+                    raise PluginError(f"register_{kind}s got {obj!r}, "
+                                      f"not an instance of {expected[kind].__name__}")
+                name = getattr(obj, "name", None)
+                if not isinstance(name, str) or not name or name == "all":
+                    raise PluginError(f"{kind} {obj!r} has no valid name")
+                if name in self.items[kind] or any(k == kind and o.name == name
+                                                   for k, o in found):
+                    owner = self.owner.get((kind, name), "this plugin")
+                    raise PluginError(f"{kind} {name!r} is already registered by {owner}")
+                found.append((kind, obj))
+
+            for impl in getattr(self.pm.hook, _HOOK[kind]).get_hookimpls():
+                if impl.plugin is plugin:
+                    impl.function(**{arg: register for arg in impl.argnames})
+        return found
+
+    # -- lookup -------------------------------------------------------------------------
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.items[kind])
+
+    def get(self, kind: str, name: str) -> Any:
+        try:
+            return self.items[kind][name]
+        except KeyError:
+            valid = ", ".join(self.names(kind)) or "none"
+            raise UsageError(f"unknown {kind} {name!r}; available: {valid}") from None
+
+
+def _builtin_version(name: str) -> str | None:
+    if name.startswith("optbench."):
+        from optbench import __version__
+
+        return __version__
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    return Registry.load()

@@ -1,0 +1,1 @@
+"""Built-in problems, each a plugin module registered through `register_problems`."""

@@ -1,0 +1,105 @@
+"""Polynomial least squares, the tutorial's second task.
+
+Minimizes the *mean* squared error mean((y − V·w)²) as the tutorial does, V holding the
+polynomial's terms, highest power first (the order of numpy.polyfit and of `coefficients`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from optbench.core import Instance, Param, Problem, Reference
+from optbench.errors import UsageError
+from optbench.hookspecs import hookimpl
+
+
+def term_names(degree: int) -> tuple[str, ...]:
+    """("x^2", "x", "1") for degree 2: the unknown coefficient of each term."""
+    return tuple("1" if p == 0 else "x" if p == 1 else f"x^{p}" for p in range(degree, -1, -1))
+
+
+def read_points(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """x and y from a CSV of x,y rows; a first row that is not numeric is a header."""
+    xs: list[float] = []
+    ys: list[float] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            for lineno, row in enumerate(csv.reader(handle), start=1):
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                try:
+                    if len(row) != 2:
+                        raise ValueError
+                    x, y = float(row[0]), float(row[1])
+                    if not (math.isfinite(x) and math.isfinite(y)):
+                        raise ValueError
+                except ValueError:
+                    if lineno == 1 and not xs:
+                        continue  # a header
+                    shown = ",".join(row)[:60]
+                    raise UsageError(f"data={path}: line {lineno} is {shown!r}; expected two "
+                                     f"finite numbers x,y") from None
+                xs.append(x)
+                ys.append(y)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"data={path}: cannot read it ({exc.__class__.__name__}); "
+                         f"expected a CSV file of x,y points") from None
+    if len(xs) < 2:
+        raise UsageError(f"data={path}: holds {len(xs)} points; expected at least 2 x,y rows")
+    return np.array(xs), np.array(ys)
+
+
+class Regression(Problem):
+    name = "regression"
+    description = "fit a polynomial to points by mean squared error (the tutorial's x²+2x+3)"
+    params = (
+        Param("degree", "int", 2, "degree of the polynomial", low=0, high=20),
+        Param("coefficients", "floats", (1.0, 2.0, 3.0),
+              "true coefficients, highest power first (degree+1 of them; zeros padded)"),
+        Param("n_samples", "int", 20, "number of sample points", low=1, high=10**9),
+        Param("x_scale", "float", 5.0, "x ~ x_scale·N(0,1)", low=0, low_open=True),
+        Param("noise", "float", 0.0, "standard deviation of noise added to y", low=0),
+        Param("data", "path", None, "CSV of x,y points used instead of a drawn sample"),
+    )
+
+    def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        return term_names(params["degree"])
+
+    def make(self, params: Mapping[str, Any], seed: int) -> Instance:
+        degree = params["degree"]
+        rng = np.random.default_rng(seed)
+        if params["data"] is not None:
+            x, y = read_points(params["data"])
+        else:
+            coefficients = np.asarray(params["coefficients"], dtype=np.float64)
+            if len(coefficients) > degree + 1:
+                raise UsageError(f"coefficients={','.join(map(str, params['coefficients']))} "
+                                 f"has {len(coefficients)} values; degree={degree} accepts "
+                                 f"at most {degree + 1}")
+            x = params["x_scale"] * rng.standard_normal(params["n_samples"])
+            y = np.polyval(coefficients, x)
+            if params["noise"]:
+                y = y + params["noise"] * rng.standard_normal(x.shape)
+        x0 = rng.standard_normal(degree + 1)
+        # The design matrix is built once here, so that no backend recomputes powers per step.
+        design = np.vander(x, degree + 1)
+        return Instance(data={"V": design, "y": y}, x0=x0, variables=term_names(degree))
+
+    def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        return xp.mean(xp.square(data["y"] - data["V"] @ x))
+
+    def reference(self, instance: Instance) -> Reference:
+        design, y = np.asarray(instance.data["V"]), np.asarray(instance.data["y"])
+        w, *_ = np.linalg.lstsq(design, y, rcond=None)
+        f = float(np.mean(np.square(y - design @ w)))
+        return Reference(x=w, f=f)
+
+
+@hookimpl
+def register_problems(register):
+    register(Regression())

@@ -1,0 +1,1 @@
+"""The loop that runs an optimizer on a prepared objective, and its stopping criteria."""
