@@ -50,7 +50,11 @@ class Objective(ABC):
         return np.asarray(array)
 
     def synchronize(self) -> None:
-        """Wait for queued device work, so that a timer read next is true."""
+        """Wait for queued device work, so that a timer read next is true.
+
+        Synchronous backends (numpy, torch on the CPU) have nothing to wait for.
+        """
+        return None
 
 
 class Backend(ABC):

@@ -35,7 +35,7 @@ def parse_matrix(text: str) -> np.ndarray:
 def linear_analysis(matrix: np.ndarray, rhs: np.ndarray, rcond: float = 1e-12
                     ) -> dict[str, Any]:
     """Rank, consistency, minimum-norm (least-squares) solution and a nullspace basis."""
-    u, s, vt = np.linalg.svd(matrix)
+    _, s, vt = np.linalg.svd(matrix)
     tol = rcond * (s[0] if s.size else 0.0) * max(matrix.shape)
     rank = int(np.sum(s > tol))
     min_norm = np.linalg.pinv(matrix, rcond=rcond) @ rhs
