@@ -106,9 +106,12 @@ class Registry:
             self.pm.register(plugin, name=name)
             self._check_hook_names(plugin)
             found = self._collect(plugin)
-        except Exception as exc:  # a plugin's own bug: report it, never crash the tool
-            info.error = f"{type(exc).__name__}: {exc}"
-            if plugin is not None and self.pm.is_registered(plugin):
+        except (Exception, SystemExit) as exc:  # a plugin's own bug: report it, never crash
+            # One line, bounded: pluggy's own messages can span lines and list every plugin.
+            info.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            # Only if registered under this name: the same object may already be registered
+            # under another (one module behind two entry points), and that one must stay.
+            if plugin is not None and self.pm.get_plugin(name) is plugin:
                 self.pm.unregister(plugin)
             return info
         for kind, obj in found:
