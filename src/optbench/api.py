@@ -83,11 +83,15 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
 
     instance = prob.make(p_params, seed)
     if x0 is not None:
-        start = np.asarray(list(x0), dtype=np.float64)
         n = len(instance.variables)
+        expected = (f"{prob.name} has {n} variables ({', '.join(instance.variables)}): "
+                    f"expected {n} finite numbers")
+        try:
+            start = np.asarray(list(x0), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UsageError(f"x0={x0!r} is not accepted: {expected}") from None
         _check(start.ndim == 1 and start.size == n and bool(np.all(np.isfinite(start))),
-               f"x0 has {start.size} values; {prob.name} has {n} variables "
-               f"({', '.join(instance.variables)}): expected {n} finite numbers")
+               f"x0 has {start.size} values; {expected}")
         instance = Instance(instance.data, start, instance.variables)
     return Plan(prob, p_params, instance, prob.reference(instance), opt, hp, method,
                 backends, unavailable, steps, seed, dtype, device, tol, max_time)
@@ -119,7 +123,11 @@ def _unusable(backend: Backend, dtype: str, device: str) -> str | None:
         return f"device={device} is not supported; accepted: {', '.join(backend.devices)}"
     if dtype not in backend.dtypes:
         return f"dtype={dtype} is not supported; accepted: {', '.join(backend.dtypes)}"
-    return backend.available(device)
+    reason = backend.available(device)
+    usable = [d for d in backend.devices if d != device and backend.available(d) is None]
+    if reason is not None and usable:  # name the bad device and the ones that would work
+        return f"device={device} is not available ({reason}); accepted: {', '.join(usable)}"
+    return reason
 
 
 def execute(p: Plan, backend: Backend) -> RunRecord:
@@ -134,20 +142,25 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
         grad_norm=None, reference=p.reference.to_json() if p.reference else None,
         time_s=0.0, setup_s=0.0)
     t0 = time.perf_counter()
-    objective = backend.prepare(p.problem, inst.data, dtype=p.dtype, device=p.device)
     try:
+        objective = backend.prepare(p.problem, inst.data, dtype=p.dtype, device=p.device)
         x0 = objective.from_numpy(inst.x0)
         objective.synchronize()
         record.setup_s = time.perf_counter() - t0
         criteria = stopping.criteria(p.tol, p.reference.f if p.reference else None,
                                      p.max_time)
-        result = optimize(objective, p.method, x0, steps=p.steps, criteria=criteria)
-        record.n_evals, record.n_fevals = objective.n_evals, objective.n_fevals
-        # Reported f and gradient are those of the final point, evaluated outside the loop.
-        x = objective.to_numpy(result.x).astype(np.float64)
-        f, g = objective.value_and_grad(result.x)
-        f = float(f)
-        g = objective.to_numpy(g).astype(np.float64)
+        # Overflow on the way to divergence is reported by the status, not by numpy warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = optimize(objective, p.method, x0, steps=p.steps, criteria=criteria)
+            record.n_evals, record.n_fevals = objective.n_evals, objective.n_fevals
+            # Reported f and gradient are those of the final point, evaluated outside the loop.
+            x = objective.to_numpy(result.x).astype(np.float64)
+            f, g = objective.value_and_grad(result.x)
+            f = float(f)
+            g = objective.to_numpy(g).astype(np.float64)
+            grad_norm = float(np.linalg.norm(g))
+    except UsageError:  # bad input found only now (--device cuda without CUDA in torch)
+        raise
     except Exception as exc:  # a failure of this run, reported in its record
         record.message = f"{type(exc).__name__}: {exc}"
         record.setup_s = record.setup_s or time.perf_counter() - t0
@@ -158,14 +171,15 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
         record.message = f"non-finite f or x after step {result.steps}"
     record.steps, record.time_s = result.steps, result.time_s
     record.x, record.f = x.tolist(), f
-    record.grad_norm = float(np.linalg.norm(g))
+    record.grad_norm = grad_norm
     record.trace = result.trace
     if not record.trace or record.trace[-1][0] != result.steps:
         record.trace.append([result.steps, result.time_s, f])
     if p.reference is not None and p.reference.unique:
         ref = np.asarray(p.reference.x, dtype=np.float64)
         scale = float(np.linalg.norm(ref)) or 1.0
-        record.relative_error = float(np.linalg.norm(x - ref)) / scale
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged x may be huge
+            record.relative_error = float(np.linalg.norm(x - ref)) / scale
     return record
 
 

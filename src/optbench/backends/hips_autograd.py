@@ -27,7 +27,9 @@ class AutogradObjective(Objective):
         self.n_evals += 1
         self.n_fevals += 1
         f, g = self._vg(x)
-        return np.asarray(f, dtype=self._np_dtype), g
+        # Cast g too: autograd's vjp of mean divides by an int64 count, which promotes a
+        # float32 gradient to float64 (and would turn float32 runs into float64 ones).
+        return np.asarray(f, dtype=self._np_dtype), np.asarray(g, dtype=self._np_dtype)
 
     def from_numpy(self, array: Any) -> Any:
         return np.array(array, dtype=self._np_dtype)

@@ -27,11 +27,14 @@ def read_points(path: str) -> tuple[np.ndarray, np.ndarray]:
     """x and y from a CSV of x,y rows; a first row that is not numeric is a header."""
     xs: list[float] = []
     ys: list[float] = []
+    first_row = True
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first number.
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             for lineno, row in enumerate(csv.reader(handle), start=1):
                 if not row or all(not cell.strip() for cell in row):
                     continue
+                header_allowed, first_row = first_row, False
                 try:
                     if len(row) != 2:
                         raise ValueError
@@ -39,8 +42,8 @@ def read_points(path: str) -> tuple[np.ndarray, np.ndarray]:
                     if not (math.isfinite(x) and math.isfinite(y)):
                         raise ValueError
                 except ValueError:
-                    if lineno == 1 and not xs:
-                        continue  # a header
+                    if header_allowed:
+                        continue  # a header: the first row that is not blank
                     shown = ",".join(row)[:60]
                     raise UsageError(f"data={path}: line {lineno} is {shown!r}; expected two "
                                      f"finite numbers x,y") from None
@@ -60,7 +63,8 @@ class Regression(Problem):
     params = (
         Param("degree", "int", 2, "degree of the polynomial", low=0, high=20),
         Param("coefficients", "floats", (1.0, 2.0, 3.0),
-              "true coefficients, highest power first (degree+1 of them; zeros padded)"),
+              "coefficients of the polynomial that makes y, highest power first; the fitted "
+              "model has degree+1 terms, whether more (an exact fit) or fewer (a best fit)"),
         Param("n_samples", "int", 20, "number of sample points", low=1, high=10**9),
         Param("x_scale", "float", 5.0, "x ~ x_scale·N(0,1)", low=0, low_open=True),
         Param("noise", "float", 0.0, "standard deviation of noise added to y", low=0),
@@ -77,10 +81,6 @@ class Regression(Problem):
             x, y = read_points(params["data"])
         else:
             coefficients = np.asarray(params["coefficients"], dtype=np.float64)
-            if len(coefficients) > degree + 1:
-                raise UsageError(f"coefficients={','.join(map(str, params['coefficients']))} "
-                                 f"has {len(coefficients)} values; degree={degree} accepts "
-                                 f"at most {degree + 1}")
             x = params["x_scale"] * rng.standard_normal(params["n_samples"])
             y = np.polyval(coefficients, x)
             if params["noise"]:

@@ -1,0 +1,251 @@
+"""The runner through the Python API: stop rules, seeds, the trace, counts and the record."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import optbench
+from optbench import api
+from optbench.core import Instance, Param, Problem
+from optbench.errors import UsageError
+from optbench.plugins import Registry
+from optbench.runner.loop import sample_steps
+
+
+class Bowl(Problem):
+    """sum((x - c)²) with no closed-form reference: the runner must fall back on ‖g‖."""
+
+    name = "bowl"
+    description = "a test problem without a reference"
+    params = (Param("n", "int", 3, "dimension", low=1),)
+
+    def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(f"x{i}" for i in range(params["n"]))
+
+    def make(self, params: Mapping[str, Any], seed: int) -> Instance:
+        rng = np.random.default_rng(seed)
+        n = params["n"]
+        return Instance({"c": rng.standard_normal(n)}, rng.standard_normal(n),
+                        self.variables(params))
+
+    def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        return xp.sum(xp.square(x - data["c"]))
+
+
+class BowlPlugin:
+    @optbench.hookimpl
+    def register_problems(self, register):
+        register(Bowl())
+
+
+@pytest.fixture(scope="module")
+def bowl_registry() -> Registry:
+    reg = Registry.load(extra=[("test", BowlPlugin())], entry_points_too=False)
+    assert "bowl" in reg.names("problem")
+    return reg
+
+
+# -- stop rules ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("problem, optimizer, lr", [
+    ("regression", "adam", 0.1),
+    ("puzzle", "sgd", 0.05),
+])
+def test_tol_stops_on_the_gap_to_the_known_optimum(problem, optimizer, lr):
+    tol = 1e-3
+    r = optbench.solve(problem, backend="fd", optimizer=optimizer, lr=lr, steps=20000,
+                       tol=tol)
+    assert r.status == "converged", r.message
+    assert r.steps < 20000
+    assert r.reference is not None
+    assert r.f - r.reference["f"] <= tol
+    assert "f - f*" in r.message
+
+
+def test_tol_on_gradient_norm_without_reference(bowl_registry):
+    tol = 1e-6
+    p = api.plan("bowl", "fd", "sgd", lr=0.1, steps=10000, tol=tol,
+                  registry=bowl_registry)
+    assert p.reference is None
+    r = api.execute(p, p.backends[0])
+    assert r.status == "converged", r.message
+    assert "gradient norm" in r.message
+    assert r.reference is None and r.relative_error is None
+    assert r.grad_norm <= tol * (1 + 1e-9)
+    assert 0 < r.steps < 10000
+    np.testing.assert_allclose(r.x, p.instance.data["c"], atol=1e-6)
+
+
+def test_max_time_gives_timeout():
+    r = optbench.solve(backend="fd", steps=10**9, max_time=0.05)
+    assert r.status == "timeout"
+    assert 0 < r.steps < 10**9
+    assert r.message
+
+
+@pytest.mark.parametrize("backend", ["fd", "torch"])
+def test_huge_lr_diverges_without_exception(backend):
+    if backend == "torch":
+        pytest.importorskip("torch")
+    r = optbench.solve(backend=backend, optimizer="sgd", lr=1e6, steps=1000)
+    assert r.status == "diverged"
+    assert r.message
+    assert r.steps < 1000
+    text = json.dumps(r.to_json(), allow_nan=False)  # strict JSON even now
+    assert json.loads(text)["status"] == "diverged"
+
+
+def test_status_is_max_steps_otherwise():
+    r = optbench.solve(backend="fd", steps=7)
+    assert r.status == "max_steps" and r.steps == 7
+
+
+# -- starting point and seeds ----------------------------------------------------------------
+
+def test_zero_steps_returns_x0():
+    r = optbench.solve(backend="fd", steps=0)
+    assert r.steps == 0 and r.n_evals == 0
+    assert r.x == r.x0
+    assert r.trace[-1][0] == 0
+
+
+def test_given_x0_is_used():
+    x0 = [0.5, -1.0, 2.0]
+    r = optbench.solve(backend="fd", steps=0, x0=x0)
+    assert r.x0 == x0 and r.x == x0
+    r = optbench.solve(backend="fd", steps=3, x0=x0)
+    assert r.x0 == x0 and r.x != x0
+
+
+@pytest.mark.parametrize("x0", [["a", "b", "c"], 5, [1.0, 2.0], [1.0, 2.0, math.nan]])
+def test_bad_x0_from_python_is_a_usage_error(x0):
+    with pytest.raises(UsageError, match="x0"):
+        optbench.solve(backend="fd", steps=1, x0=x0)
+
+
+@pytest.mark.parametrize("problem", ["regression", "puzzle"])
+def test_seed_fixes_the_task(problem):
+    a, b, c = (api.plan(problem, "fd", seed=s) for s in (3, 3, 4))
+    np.testing.assert_array_equal(a.instance.x0, b.instance.x0)
+    for key in a.instance.data:
+        np.testing.assert_array_equal(a.instance.data[key], b.instance.data[key])
+    assert not np.array_equal(a.instance.x0, c.instance.x0)
+    if problem == "regression":  # the puzzle's data is its equations: no randomness there
+        assert not np.array_equal(a.instance.data["y"], c.instance.data["y"])
+
+
+def test_the_task_does_not_depend_on_the_backend():
+    a, b = api.plan("regression", "fd", seed=5), api.plan("regression", "torch", seed=5)
+    np.testing.assert_array_equal(a.instance.x0, b.instance.x0)
+    np.testing.assert_array_equal(a.instance.data["V"], b.instance.data["V"])
+
+
+# -- the trace -------------------------------------------------------------------------------
+
+@given(st.integers(min_value=0, max_value=10**6))
+def test_sample_steps_include_both_ends(steps):
+    sampled = sample_steps(steps)
+    assert 0 in sampled and steps in sampled
+    assert all(0 <= k <= steps for k in sampled)
+
+
+def test_sample_steps_are_geometric():
+    sampled = sorted(sample_steps(10**5))
+    assert sampled[:6] == list(range(6))  # every early step
+    for decade in range(1, 5):
+        inside = [k for k in sampled if 10**decade <= k < 10 ** (decade + 1)]
+        assert 11 <= len(inside) <= 13, (decade, inside)
+        ratios = np.diff(np.log10(inside))
+        assert np.all(ratios > 0.5 / 12) and np.all(ratios < 2 / 12)
+
+
+def test_trace_is_sampled_and_ends_at_the_final_step():
+    steps = 300
+    r = optbench.solve(backend="fd", steps=steps)
+    trace_steps = [row[0] for row in r.trace]
+    assert trace_steps == sorted(trace_steps)
+    assert trace_steps[-1] == r.steps == steps
+    assert set(trace_steps) <= sample_steps(steps)
+    assert len(trace_steps) < 50
+    assert all(len(row) == 3 for row in r.trace)
+    times = [row[1] for row in r.trace]
+    assert times == sorted(times) and times[-1] <= r.time_s + 1e-12
+    assert r.trace[-1][2] == pytest.approx(r.f)
+
+
+def test_trace_of_an_early_stop_ends_at_the_stop():
+    r = optbench.solve("puzzle", backend="fd", optimizer="sgd", lr=0.05, steps=20000, tol=1e-3)
+    assert r.status == "converged"
+    assert r.trace[-1][0] == r.steps
+    assert r.trace[-1][2] == pytest.approx(r.f)
+
+
+# -- counts ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "nadam"])
+def test_first_order_methods_evaluate_once_a_step(optimizer):
+    r = optbench.solve(backend="fd", optimizer=optimizer, steps=25)
+    assert r.status == "max_steps"
+    assert r.n_evals == r.steps == 25
+
+
+def test_an_early_stop_counts_the_evaluation_that_saw_it():
+    # Stopped after k steps, the k+1-th evaluation (at the point reached) showed the stop.
+    r = optbench.solve("puzzle", backend="fd", optimizer="sgd", lr=0.05, steps=20000, tol=1e-3)
+    assert r.status == "converged"
+    assert r.n_evals == r.steps + 1
+
+
+@pytest.mark.parametrize("degree", [1, 2, 4])
+def test_finite_differences_count_function_evaluations(degree):
+    params = {"degree": degree, "coefficients": [1.0, 2.0, 3.0][-(degree + 1):]}
+    r = optbench.solve(backend="fd", steps=10, problem_params=params)
+    n = degree + 1
+    assert len(r.x) == n
+    assert r.n_fevals == (2 * n + 1) * r.n_evals
+
+
+def test_autodiff_counts_one_function_evaluation_per_gradient():
+    pytest.importorskip("torch")
+    r = optbench.solve(backend="torch", steps=10)
+    assert r.n_fevals == r.n_evals == 10
+
+
+# -- the record ------------------------------------------------------------------------------
+
+def test_relative_error_only_for_a_unique_optimum():
+    puzzle = optbench.solve("puzzle", backend="fd", steps=10)
+    assert puzzle.reference is not None and puzzle.reference["unique"] is False
+    assert puzzle.relative_error is None
+    regression = optbench.solve("regression", backend="fd", steps=10)
+    assert isinstance(regression.relative_error, float)
+    assert math.isfinite(regression.relative_error)
+
+
+def test_record_is_strict_json_with_the_contract_fields():
+    r = optbench.solve(backend="fd", steps=20)
+    data = json.loads(json.dumps(r.to_json(), allow_nan=False))
+    assert data["variables"] == ["x^2", "x", "1"]
+    assert data["reference"]["x"] == pytest.approx([1.0, 2.0, 3.0])
+    assert data["time_s"] >= 0 and data["setup_s"] >= 0
+    assert data["problem_params"]["coefficients"] == [1.0, 2.0, 3.0]
+    assert data["optimizer_params"]["lr"] == 0.01  # the tutorial's, not torch's default
+
+
+def test_same_seed_same_trajectory_on_one_backend():
+    a = optbench.solve(backend="fd", steps=50, seed=2)
+    b = optbench.solve(backend="fd", steps=50, seed=2)
+    assert a.x == b.x and a.f == b.f
+
+
+def test_solve_refuses_all():
+    with pytest.raises(UsageError, match="one backend"):
+        optbench.solve(backend="all")
