@@ -24,7 +24,7 @@ class FiniteDifferenceObjective(Objective):
         self._np_dtype = np.dtype(dtype)
         self._cbrt_eps = np.finfo(self._np_dtype).eps ** (1.0 / 3.0)
         self._fn = problem.objective
-        self.data = {k: self.from_numpy(v) for k, v in data.items()}
+        self.data = self.convert_data(data)
 
     def _f(self, x: np.ndarray) -> Any:
         self.n_fevals += 1

@@ -20,7 +20,7 @@ class AutogradObjective(Objective):
         self.xp = anp
         self.dtype = dtype
         self._np_dtype = np.dtype(dtype)
-        self.data = {k: self.from_numpy(v) for k, v in data.items()}
+        self.data = self.convert_data(data)
         self._vg = autograd.value_and_grad(lambda x: problem.objective(x, self.data, anp))
 
     def value_and_grad(self, x: Any) -> tuple[Any, Any]:

@@ -32,7 +32,7 @@ class TorchObjective(Objective):
         self._tdtype = getattr(torch, dtype)
         self._tdevice = torch.device(device)
         self._fn = problem.objective
-        self.data = {k: self.from_numpy(v) for k, v in data.items()}
+        self.data = self.convert_data(data)
 
     def value_and_grad(self, x: Any) -> tuple[Any, Any]:
         self.n_evals += 1

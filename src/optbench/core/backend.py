@@ -43,6 +43,17 @@ class Objective(ABC):
     def from_numpy(self, array: Any) -> Any:
         """A numpy array as this backend's array, in its dtype and on its device."""
 
+    def convert_data(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The problem's data in this backend's arrays, converted once when preparing.
+
+        Only numpy arrays are converted; anything else a problem keeps in its data (a
+        compiled expression, say) is handed to its objective as it is.
+        """
+        import numpy as np
+
+        return {k: self.from_numpy(v) if isinstance(v, np.ndarray) else v
+                for k, v in data.items()}
+
     def to_numpy(self, array: Any) -> Any:
         """This backend's array as a numpy array (host copy)."""
         import numpy as np

@@ -54,7 +54,7 @@ class ComplexStepObjective(Objective):
         self._fn = problem.objective
         self._problem_name = getattr(problem, "name", type(problem).__name__)
         # Data stays real: real data with a complex x promotes to the complex dtype.
-        self.data = {k: self.from_numpy(v) for k, v in data.items()}
+        self.data = self.convert_data(data)
 
     def _f(self, z: np.ndarray) -> Any:
         self.n_fevals += 1
