@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from optbench.core import Param
 from optbench.core.params import parse_assignments, resolve
 from optbench.errors import UsageError
-from optbench.problems.puzzle import Puzzle, linear_analysis, parse_matrix
+from optbench.expr.linear import analyse
+from optbench.problems.puzzle import Puzzle, parse_matrix
 from optbench.problems.regression import Regression, read_points, term_names
 
 NIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "nist"
@@ -242,8 +243,9 @@ def test_parse_matrix():
 
 
 def test_linear_analysis_full_rank():
-    a = linear_analysis(np.eye(3), np.array([1.0, 2.0, 3.0]))
-    assert a["rank"] == 3 and a["consistent"] and a["nullspace"].shape == (0, 3)
+    a = analyse(np.eye(3), np.array([1.0, 2.0, 3.0]), ("a", "b", "c"))
+    assert a["rank"] == 3 and a["consistent"] and a["nullspace"] == []
+    assert a["general"] == "a = 1, b = 2, c = 3" and not a["family"]
 
 
 # -- declared parameters ---------------------------------------------------------------------

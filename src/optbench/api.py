@@ -138,7 +138,8 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
         backend=backend.name, device=p.device, dtype=p.dtype, optimizer=p.optimizer.name,
         optimizer_params=_jsonable(p.optimizer_params), seed=p.seed, status="error",
         message="", steps=0, n_evals=0, variables=list(inst.variables),
-        x0=[float(v) for v in inst.x0], x=[float(v) for v in inst.x0], f=None,
+        x0=np.asarray(inst.x0, dtype=np.float64).tolist(),
+        x=np.asarray(inst.x0, dtype=np.float64).tolist(), f=None,
         grad_norm=None, reference=p.reference.to_json() if p.reference else None,
         time_s=0.0, setup_s=0.0)
     t0 = time.perf_counter()

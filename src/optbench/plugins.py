@@ -30,6 +30,8 @@ BUILTIN_PLUGINS = (
     "optbench.backends.finite_diff",
     "optbench.problems.regression",
     "optbench.problems.puzzle",
+    "optbench.problems.classic",
+    "optbench.problems.expression",
     "optbench.optimizers.adam",
     "optbench.optimizers.nadam",
     "optbench.optimizers.sgd",

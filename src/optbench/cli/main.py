@@ -13,45 +13,9 @@ import sys
 import click
 
 from optbench import __version__
+from optbench.cli import equations
+from optbench.cli.options import FORMATS, RegistryName, parse_numbers
 from optbench.errors import UsageError
-
-FORMATS = click.Choice(["table", "json"])
-
-
-class RegistryName(click.ParamType):
-    """A backend, problem or optimizer name; checked and completed against the registry."""
-
-    def __init__(self, kind: str, allow_all: bool = False) -> None:
-        self.kind = kind
-        self.allow_all = allow_all
-        self.name = kind
-
-    def _names(self) -> list[str]:
-        from optbench.plugins import get_registry
-
-        return get_registry().names(self.kind) + (["all"] if self.allow_all else [])
-
-    def convert(self, value, param, ctx):
-        names = self._names()
-        if value not in names:
-            self.fail(f"unknown {self.kind} {value!r}; available: {', '.join(names)}", param,
-                      ctx)
-        return value
-
-    def shell_complete(self, ctx, param, incomplete):
-        from click.shell_completion import CompletionItem
-
-        return [CompletionItem(n) for n in self._names() if n.startswith(incomplete)]
-
-
-def parse_numbers(option: str, text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise UsageError(f"{option} {text!r} is not accepted: expected comma-separated numbers"
-                         ) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -146,14 +110,18 @@ def plugins(fmt):
         click.echo(output.plugins_table(infos))
 
 
+cli.add_command(equations.solve)
+cli.add_command(equations.grad)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: click in non-standalone mode, so every error ends as one line."""
     try:
         code = cli.main(args=argv, prog_name="optbench", standalone_mode=False)
     except click.exceptions.UsageError as exc:  # click's own: bad option, bad choice...
         fail(2, _one_line(exc.format_message()))
-    except UsageError as exc:
-        fail(2, _one_line(str(exc)))
+    except UsageError as exc:  # ParseError marks the offending place inline
+        fail(2, exc.one_line() if hasattr(exc, "one_line") else _one_line(str(exc)))
     except click.exceptions.Abort:
         fail(130, "interrupted")
     except click.ClickException as exc:

@@ -102,3 +102,56 @@ def plugins_table(infos: list[dict[str, Any]]) -> str:
     return table(["plugin", "version", "registers", "error"],
                  [[p["name"], p["version"] or "-", ", ".join(p["registers"]) or "-",
                    p["error"] or ""] for p in infos])
+
+
+def solve_report(records: list[Any]) -> str:
+    first = records[0]
+    out = [f"equations  {'; '.join(first.equations)}",
+           f"optimizer  {first.optimizer} ({_params(first.optimizer_params)}), "
+           f"{first.dtype} on {first.device}"
+           + (f", {first.starts} starts in one batch" if first.starts > 1 else ""), ""]
+    out.append(table(["backend", "status", "steps", "evals", "sum of squares", "loop time"],
+                     [[r.backend, r.status, r.steps, r.n_evals, num(r.f), seconds(r.time_s)]
+                      for r in records]))
+    label = "best start" if first.starts > 1 else "solution"
+    out += ["", table(["variable", *[f"{label} ({r.backend})" for r in records]],
+                      [[v, *[num(r.x[i], 12) for r in records]]
+                       for i, v in enumerate(first.variables)])]
+    out += ["", table(["equation", *[f"residual ({r.backend})" for r in records]],
+                      [[e, *[num(r.residuals[j], 3) for r in records]]
+                       for j, e in enumerate(first.equations)])]
+    if first.solutions is not None:
+        found = first.solutions
+        out += ["", f"{len(found)} distinct solution(s) among {first.starts} starts "
+                    f"({first.backend}):"]
+        out += ["  " + ", ".join(f"{v} = {num(x, 10)}" for v, x in zip(first.variables, s,
+                                                                        strict=True))
+                for s in found]
+    a = first.analysis
+    if a is not None:
+        n = len(first.variables)
+        out += ["", f"linear system: rank {a['rank']} of {n} unknowns, "
+                    + ("consistent" if a["consistent"] else
+                       f"INCONSISTENT (no exact solution; least-squares residual norm "
+                       f"{a['residual_norm']:.6g})")]
+        kind = "minimum-norm solution" if a["consistent"] else "minimum-norm least-squares"
+        out.append(f"  {kind}: " + ", ".join(
+            f"{v} = {num(x, 10)}" for v, x in zip(first.variables, a["min_norm"], strict=True)))
+        for basis in a["nullspace"]:
+            out.append("  nullspace direction: (" + ", ".join(num(b, 6) for b in basis) + ")")
+        general = "general solution" if a["consistent"] else "all least-squares solutions"
+        out.append(f"  {general}: {a['general']}")
+        if a["family"]:
+            out.append("  The solutions form a family: the point found is one member of it, "
+                       "reached from this start.")
+    notes = [f"{r.backend}: {r.message}" for r in records if r.message]
+    return "\n".join(out + (["", *notes] if notes else []))
+
+
+def grad_table(result: dict[str, Any]) -> str:
+    names = list(result["at"])
+    point = ", ".join(f"{n}={v:g}" for n, v in result["at"].items())
+    rows = [[r["backend"], num(r["value"], 15), *[num(r["grad"][n], 15) for n in names]]
+            for r in result["results"]]
+    return (f"{result['expression']} at {point}\n\n"
+            + table(["backend", "value", *[f"d/d{n}" for n in names]], rows))

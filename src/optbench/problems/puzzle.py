@@ -1,7 +1,9 @@
-"""A linear equation puzzle, the tutorial's third task: A+B=9, C−D=1, A+C=8, B−D=2.
+"""An equation puzzle, the tutorial's third task: A+B=9, C−D=1, A+C=8, B−D=2.
 
-Minimizes the *sum* of squared residuals ‖M·x − b‖², as the tutorial does. The reference is
-the pseudo-inverse analysis: rank, consistency, minimum-norm solution and nullspace basis.
+Minimizes the *sum* of squared residuals, as the tutorial does. Equations come in the
+expression language (optbench.expr); a linear system becomes its exact matrix M and
+right-hand side b, and its reference is the pseudo-inverse analysis: rank, consistency,
+minimum-norm solution and nullspace basis.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ import numpy as np
 
 from optbench.core import Instance, Param, Problem, Reference
 from optbench.errors import UsageError
+from optbench.expr import System, parse_system
+from optbench.expr.linear import analyse
 from optbench.hookspecs import hookimpl
-
-TUTORIAL_MATRIX = "1,1,0,0; 0,0,1,-1; 1,0,1,0; 0,1,0,-1"
-TUTORIAL_RHS = (9.0, 1.0, 8.0, 2.0)
 
 
 def parse_matrix(text: str) -> np.ndarray:
@@ -32,53 +33,73 @@ def parse_matrix(text: str) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
-def linear_analysis(matrix: np.ndarray, rhs: np.ndarray, rcond: float = 1e-12
-                    ) -> dict[str, Any]:
-    """Rank, consistency, minimum-norm (least-squares) solution and a nullspace basis."""
-    _, s, vt = np.linalg.svd(matrix)
-    tol = rcond * (s[0] if s.size else 0.0) * max(matrix.shape)
-    rank = int(np.sum(s > tol))
-    min_norm = np.linalg.pinv(matrix, rcond=rcond) @ rhs
-    residual = matrix @ min_norm - rhs
-    scale = max(1.0, float(np.linalg.norm(rhs)))
-    consistent = bool(np.linalg.norm(residual) <= 1e-9 * scale)
-    nullspace = vt[rank:]
-    return {"rank": rank, "consistent": consistent, "min_norm": min_norm,
-            "nullspace": nullspace, "residual_norm": float(np.linalg.norm(residual))}
+TUTORIAL_EQUATIONS = "A + B = 9; C - D = 1; A + C = 8; B - D = 2"
+
+
+def split_equations(text: str) -> list[str]:
+    """Equations separated by ';' or line breaks."""
+    return [e.strip() for e in text.replace("\n", ";").split(";") if e.strip()]
 
 
 class Puzzle(Problem):
     name = "puzzle"
-    description = "solve a linear system by least squares (the tutorial's A+B=9, C-D=1, ...)"
+    description = "solve equations by least squares (the tutorial's A+B=9, C-D=1, ...)"
     params = (
-        Param("matrix", "str", TUTORIAL_MATRIX, "coefficients, rows separated by ';'"),
-        Param("rhs", "floats", TUTORIAL_RHS, "right-hand side, one number per row"),
+        Param("equations", "str", TUTORIAL_EQUATIONS, "equations separated by ';'"),
+        Param("variables", "str", None, "the order of the variables, e.g. A,B,C,D"),
+        Param("matrix", "str", None, "a linear system as numbers instead: coefficients, "
+              "rows separated by ';' (with rhs)"),
+        Param("rhs", "floats", None, "right-hand side of matrix, one number per row"),
     )
 
+    def _system(self, params: Mapping[str, Any]) -> System:
+        names = params["variables"].split(",") if params["variables"] else None
+        return parse_system(split_equations(params["equations"]), names)
+
+    def _matrix(self, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        matrix = parse_matrix(params["matrix"])
+        if params["rhs"] is None:
+            raise UsageError("matrix= needs rhs=, one number per row")
+        rhs = np.asarray(params["rhs"], dtype=np.float64)
+        if rhs.shape[0] != matrix.shape[0]:
+            raise UsageError(f"rhs has {rhs.shape[0]} numbers; the matrix has "
+                             f"{matrix.shape[0]} rows, and rhs needs one number per row")
+        return matrix, rhs
+
     def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        if params["matrix"] is None:
+            return self._system(params).variables
         n = parse_matrix(params["matrix"]).shape[1]
         letters = string.ascii_uppercase
         return tuple(letters[i] if n <= len(letters) else f"x{i}" for i in range(n))
 
     def make(self, params: Mapping[str, Any], seed: int) -> Instance:
-        matrix = parse_matrix(params["matrix"])
-        rhs = np.asarray(params["rhs"], dtype=np.float64)
-        if rhs.shape[0] != matrix.shape[0]:
-            raise UsageError(f"rhs has {rhs.shape[0]} numbers; the matrix has "
-                             f"{matrix.shape[0]} rows, and rhs needs one number per row")
-        x0 = np.random.default_rng(seed).standard_normal(matrix.shape[1])
-        return Instance(data={"M": matrix, "b": rhs}, x0=x0, variables=self.variables(params))
+        variables = self.variables(params)
+        x0 = np.random.default_rng(seed).standard_normal(len(variables))
+        if params["matrix"] is not None:
+            matrix, rhs = self._matrix(params)
+            return Instance(data={"M": matrix, "b": rhs}, x0=x0, variables=variables)
+        system = self._system(params)
+        if system.linear:  # the exact matrix: faster to evaluate, and it has a reference
+            return Instance(data={"M": system.matrix, "b": system.rhs}, x0=x0,
+                            variables=variables)
+        return Instance(data={"_system": system}, x0=x0, variables=variables)
 
     def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
-        return xp.sum(xp.square(data["M"] @ x - data["b"]))
+        # x may carry leading batch dimensions (several starts): sum over the last one only.
+        if "M" in data:
+            return xp.sum(xp.square(x @ data["M"].T - data["b"]), axis=-1)
+        system: System = data["_system"]
+        return system.objective([x[..., i] for i in range(len(system.variables))], xp)
 
-    def reference(self, instance: Instance) -> Reference:
+    def reference(self, instance: Instance) -> Reference | None:
+        if "M" not in instance.data:
+            return None  # nonlinear: no closed form
         matrix, rhs = np.asarray(instance.data["M"]), np.asarray(instance.data["b"])
-        a = linear_analysis(matrix, rhs)
-        details = {"rank": a["rank"], "consistent": a["consistent"],
-                   "nullspace": a["nullspace"].tolist()}
-        return Reference(x=a["min_norm"], f=a["residual_norm"] ** 2,
-                         unique=a["nullspace"].shape[0] == 0, details=details)
+        a = analyse(matrix, rhs, instance.variables)
+        details = {k: a[k] for k in ("rank", "consistent", "nullspace", "general")}
+        return Reference(x=np.asarray(a["min_norm"]), f=a["residual_norm"] ** 2,
+                         unique=not a["family"], details=details)
 
 
 @hookimpl

@@ -1,0 +1,69 @@
+"""`optbench grad`: the value and gradient of an expression at a point, on each backend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from optbench.core.backend import DTYPES
+from optbench.errors import UsageError
+from optbench.expr import compile_expression
+from optbench.plugins import Registry, get_registry
+from optbench.problems.expression import ExpressionProblem
+
+
+def parse_point(items: Sequence[str]) -> dict[str, float]:
+    """["x=1,y=2", "z=3"] -> {"x": 1.0, "y": 2.0, "z": 3.0}."""
+    point: dict[str, float] = {}
+    for item in items:
+        for part in item.split(","):
+            name, sep, value = part.partition("=")
+            name = name.strip()
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if not sep or not name.isidentifier() or number is None or not np.isfinite(number):
+                raise UsageError(f"--at {part!r} is not accepted: expected name=number, e.g. "
+                                 "--at x=3.6 or --at x=1,y=2")
+            if name in point:
+                raise UsageError(f"--at gives {name} twice")
+            point[name] = number
+    return point
+
+
+def gradient(expression: str, at: Mapping[str, float], backend: str | Sequence[str] = "all",
+             dtype: str = "float64", device: str = "cpu",
+             registry: Registry | None = None) -> dict[str, Any]:
+    """{"expression", "at", "results": [{"backend", "value", "grad": {name: d}}], "skipped"}."""
+    registry = registry or get_registry()
+    if dtype not in DTYPES:
+        raise UsageError(f"dtype={dtype} is not accepted: expected one of {', '.join(DTYPES)}")
+    compiled = compile_expression(expression)
+    names = compiled.variables
+    if not names:
+        raise UsageError(f"{expression!r} has no variable to differentiate with respect to")
+    missing = [n for n in names if n not in at]
+    if missing:
+        raise UsageError(f"no value for {missing[0]}: give --at {missing[0]}=NUMBER "
+                         f"(variables: {', '.join(names)})")
+    extra = [n for n in at if n not in names]
+    if extra:
+        raise UsageError(f"--at {extra[0]}: {extra[0]} is not a variable of the expression "
+                         f"(variables: {', '.join(names)})")
+    from optbench.api import _select_backends
+
+    chosen, skipped = _select_backends(registry, backend, dtype, device)
+    problem = ExpressionProblem()
+    point = np.array([at[n] for n in names], dtype=np.float64)
+    results = []
+    for b in chosen:
+        objective = b.prepare(problem, {"_expression": compiled}, dtype=dtype, device=device)
+        f, g = objective.value_and_grad(objective.from_numpy(point))
+        g = np.asarray(objective.to_numpy(g), dtype=np.float64).reshape(-1)
+        results.append({"backend": b.name, "value": float(f),
+                        "grad": {n: float(d) for n, d in zip(names, g, strict=True)}})
+    return {"expression": expression, "at": {n: at[n] for n in names}, "results": results,
+            "skipped": [{"backend": n, "reason": r} for n, r in skipped]}
