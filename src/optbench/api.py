@@ -71,15 +71,10 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
                f"{name}={value} is not accepted: expected a number > 0")
 
     p_params = resolve(prob.params, dict(problem_params or {}), prob.name)
-    given_hp = dict(optimizer_params or {})
-    if lr is not None:
-        _check(any(h.name == "lr" for h in opt.hyperparams),
-               f"optimizer {opt.name} has no learning rate; drop lr")
-        given_hp["lr"] = lr
-    hp = resolve(opt.hyperparams, {**opt.run_defaults, **given_hp}, opt.name)
+    hp = optimizer_hyperparams(opt, optimizer_params, lr)
     method = opt.method(**hp)
 
-    backends, unavailable = _select_backends(registry, backend, dtype, device)
+    backends, unavailable = select_backends(registry, backend, dtype, device)
 
     instance = prob.make(p_params, seed)
     if x0 is not None:
@@ -97,7 +92,18 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
                 backends, unavailable, steps, seed, dtype, device, tol, max_time)
 
 
-def _select_backends(registry: Registry, backend: str | Sequence[str], dtype: str,
+def optimizer_hyperparams(opt: Optimizer, given: Mapping[str, Any] | None = None,
+                          lr: float | None = None) -> dict[str, Any]:
+    """All hyperparameters of a run: the user's over run_defaults over declared defaults."""
+    given_hp = dict(given or {})
+    if lr is not None:
+        _check(any(h.name == "lr" for h in opt.hyperparams),
+               f"optimizer {opt.name} has no learning rate; drop lr")
+        given_hp["lr"] = lr
+    return resolve(opt.hyperparams, {**opt.run_defaults, **given_hp}, opt.name)
+
+
+def select_backends(registry: Registry, backend: str | Sequence[str], dtype: str,
                      device: str) -> tuple[list[Backend], list[tuple[str, str]]]:
     names = [backend] if isinstance(backend, str) else list(backend)
     if names == ["all"]:
@@ -134,9 +140,9 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
     """Run the plan's task on one backend. Failures while running become status "error"."""
     inst = p.instance
     record = RunRecord(
-        problem=p.problem.name, problem_params=_jsonable(p.problem_params),
+        problem=p.problem.name, problem_params=jsonable(p.problem_params),
         backend=backend.name, device=p.device, dtype=p.dtype, optimizer=p.optimizer.name,
-        optimizer_params=_jsonable(p.optimizer_params), seed=p.seed, status="error",
+        optimizer_params=jsonable(p.optimizer_params), seed=p.seed, status="error",
         message="", steps=0, n_evals=0, variables=list(inst.variables),
         x0=np.asarray(inst.x0, dtype=np.float64).tolist(),
         x=np.asarray(inst.x0, dtype=np.float64).tolist(), f=None,
@@ -184,7 +190,7 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
     return record
 
 
-def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+def jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 

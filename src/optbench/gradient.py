@@ -53,9 +53,9 @@ def gradient(expression: str, at: Mapping[str, float], backend: str | Sequence[s
     if extra:
         raise UsageError(f"--at {extra[0]}: {extra[0]} is not a variable of the expression "
                          f"(variables: {', '.join(names)})")
-    from optbench.api import _select_backends
+    from optbench.api import select_backends
 
-    chosen, skipped = _select_backends(registry, backend, dtype, device)
+    chosen, skipped = select_backends(registry, backend, dtype, device)
     problem = ExpressionProblem()
     point = np.array([at[n] for n in names], dtype=np.float64)
     results = []

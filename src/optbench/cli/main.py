@@ -13,7 +13,7 @@ import sys
 import click
 
 from optbench import __version__
-from optbench.cli import equations
+from optbench.cli import campaigns, equations
 from optbench.cli.options import FORMATS, RegistryName, parse_numbers
 from optbench.errors import UsageError
 
@@ -111,6 +111,7 @@ def plugins(fmt):
 
 
 cli.add_command(equations.solve)
+cli.add_command(campaigns.bench)
 cli.add_command(equations.grad)
 
 

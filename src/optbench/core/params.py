@@ -64,7 +64,12 @@ class Param:
         return what
 
     def parse(self, value: Any) -> Any:
-        """The typed, validated value; raises UsageError on anything not accepted."""
+        """The typed, validated value; raises UsageError on anything not accepted.
+
+        None is accepted where the default is None: an optional parameter left unset.
+        """
+        if value is None and self.default is None:
+            return None
         try:
             typed = _CONVERT[self.kind](value)
         except (TypeError, ValueError):

@@ -42,10 +42,14 @@ class LoopResult:
 
 
 def optimize(objective: Objective, method: Method, x0: Any, *, steps: int,
-             criteria: list[Criterion]) -> LoopResult:
-    """Run `method` from `x0` (backend array) for at most `steps` steps."""
+             criteria: list[Criterion], per_decade: int = 12) -> LoopResult:
+    """Run `method` from `x0` (backend array) for at most `steps` steps.
+
+    The trace samples about `per_decade` steps per decade (0: none; the caller adds the
+    final point).
+    """
     xp = objective.xp
-    sampled = sample_steps(steps)
+    sampled = sample_steps(steps, per_decade) if per_decade else set()
     check_every = ASYNC_CHECK_EVERY if objective.asynchronous else 1
     step, done = method.step, method.done
     trace: list[list[float]] = []

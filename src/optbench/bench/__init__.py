@@ -1,0 +1,1 @@
+"""Benchmark campaigns: grids of runs, executed into a results store."""

@@ -1,0 +1,91 @@
+"""Running a campaign's runs and appending each record, whole, as it finishes.
+
+Timing discipline: the first run of each (problem instance, backend, dtype, device) is
+preceded by a short warm-up run that is thrown away, so first-call costs (imports, kernel
+selection, caches) land in no record's loop time. Each run's own set-up is in its setup_s.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from optbench import api
+from optbench.bench.campaign import Campaign, RunSpec
+from optbench.results import ResultsStore
+from optbench.results.host import host_info
+
+WARMUP_STEPS = 20
+
+
+def new_campaign_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def run_one(spec: RunSpec, campaign: Campaign, campaign_id: str, warm: bool = True
+            ) -> dict[str, Any]:
+    """Plan and execute one run; returns its record as a JSON-ready dict."""
+    options = dict(problem_params=dict(spec.problem_params),
+                   optimizer_params=dict(spec.optimizer_params), seed=spec.seed,
+                   dtype=spec.dtype, device=spec.device, tol=campaign.tol,
+                   max_time=campaign.max_time)
+    if not warm:
+        warm_plan = api.plan(spec.problem, spec.backend, spec.optimizer,
+                             steps=min(campaign.steps, WARMUP_STEPS), **options)
+        api.execute(warm_plan, warm_plan.backends[0])
+    plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=campaign.steps,
+                    **options)
+    record = api.execute(plan, plan.backends[0]).to_json()
+    record.update(campaign=campaign_id, host=host_info(spec.device), tol=campaign.tol,
+                  max_steps=campaign.steps)
+    return record
+
+
+@dataclass
+class Outcome:
+    written: int
+    already: int
+    errors: int
+    interrupted: bool
+
+
+def run_campaign(specs: list[RunSpec], campaign: Campaign, store: ResultsStore, *,
+                 resume: bool, progress: Callable[[Iterable[RunSpec], int], Any] | None = None
+                 ) -> Outcome:
+    """Run every spec not yet in the store, in order, one at a time, in this process."""
+    done = store.keys() if resume else set()
+    todo = [s for s in specs if s.key not in done]
+    campaign_id = new_campaign_id()
+    warmed: set[tuple[Any, ...]] = set()
+    outcome = Outcome(0, len(specs) - len(todo), 0, False)
+    items = progress(todo, len(todo)) if progress else todo
+    try:
+        for spec in items:
+            record = run_one(spec, campaign, campaign_id, warm=spec.warmup_group in warmed)
+            warmed.add(spec.warmup_group)
+            store.append(record)
+            outcome.written += 1
+            outcome.errors += record["status"] == "error"
+    except KeyboardInterrupt:
+        # The run in flight is dropped; every line written so far is whole.
+        outcome.interrupted = True
+    finally:
+        if hasattr(items, "close"):
+            items.close()
+    return outcome
+
+
+def progress_bar(quiet: bool) -> Callable[[Iterable[RunSpec], int], Any] | None:
+    """A tqdm bar on stderr: runs done, total, time left. Off when quiet or not a terminal."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    def wrap(items: Iterable[RunSpec], total: int) -> Any:
+        return tqdm(items, total=total, file=sys.stderr, unit="run", dynamic_ncols=True)
+
+    return wrap

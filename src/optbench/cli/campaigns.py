@@ -1,0 +1,90 @@
+"""`optbench bench` and `optbench report`: campaigns over grids, and what they found."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from click.core import ParameterSource
+
+AXES = ("problem", "backend", "optimizer", "lr", "problem_params", "optimizer_params",
+        "seeds", "dtype", "device", "steps", "tol", "max_time")
+
+
+@click.command()
+@click.argument("campaign_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--problem", default="regression", show_default=True,
+              help="comma-separated problems")
+@click.option("--backend", default="all", show_default=True, help="comma-separated, or all")
+@click.option("--optimizer", default="nadam", show_default=True,
+              help="comma-separated optimizers")
+@click.option("--lr", default=None, help="comma-separated learning rates")
+@click.option("-P", "problem_params", multiple=True, metavar="KEY=V1,V2",
+              help="problem parameter alternatives, e.g. -P n_samples=20,1000")
+@click.option("-O", "optimizer_params", multiple=True, metavar="KEY=V1,V2",
+              help="hyperparameter alternatives (';' between list values: betas=0.9,0.99;"
+                   "0.8,0.9)")
+@click.option("--seeds", type=int, default=1, show_default=True, help="seeds 0..N-1")
+@click.option("--dtype", default="float64", show_default=True, help="comma-separated")
+@click.option("--device", default="cpu", show_default=True, help="comma-separated")
+@click.option("--steps", type=int, default=1000, show_default=True)
+@click.option("--tol", type=float, default=None)
+@click.option("--max-time", type=float, default=None)
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="results file (JSON Lines), appended to")
+@click.option("--resume", is_flag=True, help="skip runs whose records are already there")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@click.pass_context
+def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
+          optimizer_params, seeds, dtype, device, steps, tol, max_time, output, resume, quiet):
+    """Run the cartesian product of a grid (or a TOML campaign file) into a results file.
+
+    \b
+      optbench bench --problem regression,puzzle,rosenbrock --backend all \\
+          --optimizer nadam,adam,lbfgs --seeds 3 --output results.jsonl
+    """
+    from optbench.bench import campaign as cmp
+    from optbench.bench.execute import progress_bar, run_campaign
+    from optbench.errors import UsageError
+    from optbench.results import ResultsStore
+
+    given = [a for a in AXES if ctx.get_parameter_source(a) is not ParameterSource.DEFAULT]
+    if campaign_file is not None:
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')}: give the axes in "
+                             f"{campaign_file} or on the command line, not both")
+        c = cmp.read_campaign(campaign_file)
+    else:
+        if seeds < 1:
+            raise UsageError(f"--seeds {seeds} is not accepted: expected an integer >= 1")
+        c = cmp.Campaign(
+            problems=cmp.split_names(problem, "--problem"),
+            backends=cmp.split_names(backend, "--backend"),
+            optimizers=cmp.split_names(optimizer, "--optimizer"),
+            seeds=list(range(seeds)),
+            lrs=cmp.split_numbers(lr, "--lr") if lr is not None else [None],
+            dtypes=cmp.split_names(dtype, "--dtype"),
+            devices=cmp.split_names(device, "--device"),
+            problem_params=cmp.grid_assignments(problem_params, "-P"),
+            optimizer_params=cmp.grid_assignments(optimizer_params, "-O"),
+            steps=steps, tol=tol, max_time=max_time)
+    specs, skipped = cmp.expand(c)
+    store = ResultsStore(output, on_warning=lambda m: click.echo(f"optbench: warning: {m}",
+                                                                  err=True))
+    present = store.records()
+    if present and not resume:
+        raise UsageError(f"--output {output} already holds {len(present)} records: add "
+                         "--resume to complete that campaign, or choose another file")
+    for name, reason in skipped:
+        click.echo(f"optbench: skipping backend {name}: {reason}", err=True)
+    outcome = run_campaign(specs, c, store, resume=resume, progress=progress_bar(quiet))
+    summary = (f"{outcome.written} runs written to {output}"
+               + (f", {outcome.already} already there" if outcome.already else "")
+               + (f", {outcome.errors} failed (status error)" if outcome.errors else ""))
+    if outcome.interrupted:
+        click.echo(f"optbench: interrupted: {summary}; every record in it is whole; rerun "
+                   "with --resume to finish", err=True)
+        sys.exit(130)
+    click.echo(f"optbench: {summary}", err=True)
+    if outcome.errors:
+        sys.exit(1)
