@@ -88,3 +88,60 @@ def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
     click.echo(f"optbench: {summary}", err=True)
     if outcome.errors:
         sys.exit(1)
+
+
+@click.command()
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option("--target", type=float, default=1e-8, show_default=True,
+              help="a run reaches the target when f - f* <= TARGET*max(1,|f*|)")
+@click.option("--by", type=click.Choice(["host", "campaign", "dtype", "device"]), default=None,
+              help="group the summary further")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+              help="write convergence, time-to-target and performance-profile PNGs here")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="write one self-contained HTML page (table and figures)")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def report(results, target, by, plot_dir, html_path, fmt):
+    """Summarize a results file: success to target, times, errors; plots and HTML."""
+    import json
+    import math
+    import os
+
+    from optbench import report as rep
+    from optbench.errors import UsageError
+    from optbench.results import ResultsStore
+
+    if not os.path.isfile(results):
+        raise UsageError(f"{results}: no such results file")
+    if not (math.isfinite(target) and target > 0):
+        raise UsageError(f"--target {target} is not accepted: expected a number > 0")
+    if plot_dir is not None and not os.path.isdir(os.path.dirname(os.path.abspath(plot_dir))):
+        raise UsageError(f"--plot {plot_dir}: its parent directory does not exist")
+    if html_path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(html_path))):
+        raise UsageError(f"--html {html_path}: its directory does not exist")
+    records = ResultsStore(results, on_warning=lambda m: click.echo(f"optbench: warning: {m}",
+                                                                     err=True)).records()
+    if not records:
+        raise UsageError(f"{results} holds no records")
+    if (plot_dir or html_path) and importlib_missing("matplotlib"):
+        raise UsageError("--plot and --html need matplotlib: pip install 'optbench[report]'")
+    if fmt == "json":
+        rows = rep.summary(records, target, by=by)
+        click.echo(json.dumps([{k: (None if isinstance(v, float) and not math.isfinite(v)
+                                    else v) for k, v in row.items()} for row in rows],
+                              indent=1))
+    else:
+        click.echo(rep.summary_text(records, target, by=by))
+    if plot_dir is not None:
+        os.makedirs(plot_dir, exist_ok=True)
+        for path in rep.plots(records, plot_dir, target, by=by):
+            click.echo(f"optbench: wrote {path}", err=True)
+    if html_path is not None:
+        click.echo(f"optbench: wrote {rep.html(records, html_path, target, by=by)}", err=True)
+
+
+def importlib_missing(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None

@@ -112,6 +112,7 @@ def plugins(fmt):
 
 cli.add_command(equations.solve)
 cli.add_command(campaigns.bench)
+cli.add_command(campaigns.report)
 cli.add_command(equations.grad)
 
 

@@ -1,0 +1,48 @@
+"""Reports over a results file: a summary table, plots and a self-contained HTML page.
+
+Every function takes a list of run records (dicts, as `read_records` or the results store
+gives them) and the target T; see `optbench.report.data` for how f*, the target and the
+time to target are defined. matplotlib is imported only by the functions that draw.
+
+    >>> from optbench import report
+    >>> records = report.read_records("results.jsonl")
+    >>> print(report.summary_text(records))
+    >>> report.plots(records, "plots/")
+    >>> report.html(records, "report.html")
+"""
+
+from optbench.report.data import (
+    DEFAULT_TARGET,
+    TARGET_RULE,
+    Run,
+    analyze,
+    fstars,
+    reaches,
+    read_records,
+    time_to_target,
+)
+from optbench.report.page import html, render
+from optbench.report.plots import Figure, figures, plots
+from optbench.report.profile import Profile, performance_profile, profile_from_times
+from optbench.report.summary import summary, summary_text
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "TARGET_RULE",
+    "Figure",
+    "Profile",
+    "Run",
+    "analyze",
+    "figures",
+    "fstars",
+    "html",
+    "performance_profile",
+    "plots",
+    "profile_from_times",
+    "reaches",
+    "read_records",
+    "render",
+    "summary",
+    "summary_text",
+    "time_to_target",
+]

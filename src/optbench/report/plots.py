@@ -1,0 +1,269 @@
+"""The report's figures, drawn with matplotlib's Agg renderer into PNG bytes.
+
+matplotlib is imported only when a figure is drawn, and pyplot never: each figure is a
+`matplotlib.figure.Figure` on its own Agg canvas, so no global backend is switched and a
+caller's interactive session is left alone. PNGs carry no timestamp or version metadata, so
+the same records give the same bytes.
+
+Figures:
+- convergence-<problem>.png: (f − f*) / max(1, |f*|) against steps and against loop time,
+  log scale, the median over a solver's runs (seeds) with the 25–75% band, one line per
+  backend/optimizer. Quantiles are by nearest rank, so that a diverged run (an infinite gap)
+  is never averaged with a finite one; a gap of 0 is drawn at a floor.
+- time-to-target-<problem>.png: median time to target per backend, one bar per optimizer,
+  labelled with the runs that reached it (k/n); no bar where none did.
+- performance-profile.png: Dolan–Moré profile of time to target over all tasks.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optbench.report.data import DEFAULT_TARGET, Run, analyze, extra_keys, slug
+from optbench.report.profile import Profile, _profile
+from optbench.report.summary import _median
+
+DPI = 100
+FLOOR = 1e-16
+"""Gaps below this (and exact zeros: the run that set f*) are drawn at it."""
+GRID_POINTS = 200
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str      # file name, e.g. "convergence-regression.png"
+    title: str
+    caption: str
+    png: bytes
+
+
+def figures(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET, *,
+            by: str | Sequence[str] | None = None) -> list[Figure]:
+    """All figures of a report, in order: per problem its convergence curves and its
+    time-to-target bars, then the performance profile."""
+    runs = analyze(records, target)
+    if not runs:
+        return []
+    extra = extra_keys(runs, by)
+    out: list[Figure] = []
+    names: set[str] = set()
+
+    def unique(stem: str) -> str:
+        name, k = f"{stem}.png", 2
+        while name in names:
+            name, k = f"{stem}-{k}.png", k + 1
+        names.add(name)
+        return name
+
+    for problem in sorted({r.problem for r in runs}):
+        mine = [r for r in runs if r.problem == problem]
+        if any(r.fstar is not None for r in mine):
+            out.append(_convergence(mine, problem, extra, target,
+                                    unique(f"convergence-{slug(problem)}")))
+        out.append(_bars(mine, problem, extra, target, unique(f"time-to-target-{slug(problem)}")))
+    out.append(_profile_figure(_profile(runs, extra), _styles(runs, extra), target,
+                               unique("performance-profile")))
+    return out
+
+
+def plots(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
+          target: float = DEFAULT_TARGET, *,
+          by: str | Sequence[str] | None = None) -> list[Path]:
+    """Write the figures as PNG files into `out_dir` (created if missing); return their paths.
+    Each file is written whole (temporary file, then rename)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fig in figures(records, target, by=by):
+        path = out / fig.name
+        write_atomic(path, fig.png)
+        paths.append(path)
+    return paths
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---- drawing ------------------------------------------------------------------------------
+
+def _new_figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2))]
+
+
+def _styles(runs: Sequence[Run], extra: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per solver: the colour of its optimizer and the line style of its backend (with the
+    extra keys), so that one optimizer's backends read as one family of lines."""
+    optimizers = sorted({r.optimizer for r in runs})
+    backends = sorted({r.backend + _suffix(r, extra) for r in runs})
+    colors = dict(zip(optimizers, _colors(len(optimizers)), strict=True))
+    return {r.solver(extra): {"color": colors[r.optimizer], "ls": LINESTYLES[
+        backends.index(r.backend + _suffix(r, extra)) % len(LINESTYLES)]} for r in runs}
+
+
+def _quantiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """25%, 50%, 75% by nearest rank along axis 0; inf stays inf."""
+    q = np.quantile(values, [0.25, 0.5, 0.75], axis=0, method="nearest")
+    return q[0], q[1], q[2]
+
+
+def _sample(points: list[tuple[float, float]], grid: np.ndarray) -> np.ndarray:
+    """The value at each grid position: that of the last point at or before it (the first
+    point's before it; the last one's after the run ended)."""
+    xs = np.array([p[0] for p in points], dtype=float)
+    ys = np.array([p[1] for p in points], dtype=float)
+    idx = np.searchsorted(xs, grid, side="right") - 1
+    return ys[np.clip(idx, 0, len(ys) - 1)]
+
+
+def _convergence(runs: Sequence[Run], problem: str, extra: Sequence[str], target: float,
+                 name: str) -> Figure:
+    floor = min(FLOOR, target / 100)
+    solvers = sorted({r.solver(extra) for r in runs})
+    styles = _styles(runs, extra)
+    fig = _new_figure(13, 4.2)
+    ax_steps, ax_time = fig.subplots(1, 2)
+    seeds = len({r.task for r in runs})
+    for solver in solvers:
+        color = styles[solver]["color"]
+        traces = [t for r in runs if r.solver(extra) == solver and (t := r.trace())]
+        if not traces:
+            continue
+        for ax, column in ((ax_steps, 0), (ax_time, 1)):
+            points = [sorted({p[column]: max(p[2], floor) for p in t}.items()) for t in traces]
+            xs = np.array(sorted({x for pts in points for x, _ in pts}), dtype=float)
+            if column == 1:  # time on a log axis: a geometric grid over the positive times
+                positive = xs[xs > 0]
+                if not positive.size:
+                    continue
+                lo, hi = positive.min(), positive.max()
+                xs = np.geomspace(lo, hi, GRID_POINTS) if hi > lo else positive[:1]
+            values = np.vstack([_sample(pts, xs) for pts in points])
+            low, mid, high = (np.where(np.isfinite(q), q, np.nan) for q in _quantiles(values))
+            ax.plot(xs, mid, color=color, ls=styles[solver]["ls"], lw=1.6, label=solver)
+            if len(traces) > 1:
+                ax.fill_between(xs, low, high, color=color, alpha=0.18, lw=0)
+    for ax, xlabel in ((ax_steps, "steps"), (ax_time, "loop time (s)")):
+        ax.set_yscale("log")
+        ax.axhline(target, color="0.3", lw=0.8, ls="--", label=f"target T = {target:g}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("(f − f*) / max(1, |f*|)")
+        ax.grid(True, which="major", alpha=0.3)
+    ax_time.set_xscale("log")
+    ax_time.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    fig.suptitle(f"{problem}: convergence (median of {seeds} task(s), band 25–75%)")
+    caption = (f"{problem}: the gap to f*, relative to max(1, |f*|), against steps (left) and "
+               f"loop time (right); median over runs (seeds) with the 25–75% band; dashed: "
+               f"the target {target:g}; gaps below {floor:g} are drawn at {floor:g}.")
+    return Figure(name, f"{problem}: convergence", caption, _png(fig))
+
+
+def _bars(runs: Sequence[Run], problem: str, extra: Sequence[str], target: float,
+          name: str) -> Figure:
+    groups = sorted({r.backend + _suffix(r, extra) for r in runs})
+    optimizers = sorted({r.optimizer for r in runs})
+    colors = _colors(len(optimizers))
+    fig = _new_figure(max(5.0, 1.2 + 0.45 * len(groups) * len(optimizers)), 3.8)
+    ax = fig.subplots()
+    width = 0.8 / len(optimizers)
+    medians = [t for r in runs if (t := r.time_to_target) is not None and t > 0]
+    bottom = min(medians) / 3 if medians else 1e-4
+    for i, opt in enumerate(optimizers):
+        for g, group in enumerate(groups):
+            cell = [r for r in runs if r.optimizer == opt and r.backend + _suffix(r, extra)
+                    == group]
+            if not cell:
+                continue
+            x = g - 0.4 + width * (i + 0.5)
+            reached = [r.time_to_target for r in cell if r.time_to_target is not None]
+            median = _median(reached)
+            height = max(median, bottom) if median is not None else None
+            if height is not None:
+                ax.bar(x, height, width * 0.9, color=colors[i])
+            ax.annotate(f"{len(reached)}/{len(cell)}", (x, height or bottom),
+                        xytext=(0, 2), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=bottom)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylabel("median time to target (s)")
+    ax.set_title(f"{problem}: time to target (T = {target:g})")
+    ax.grid(True, axis="y", which="major", alpha=0.3)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=c, label=o) for o, c in zip(optimizers, colors, strict=True)],
+              fontsize=7, title="optimizer", title_fontsize=7)
+    caption = (f"{problem}: median time to target per backend, one bar per optimizer, over "
+               f"the runs that reached it; k/n above a bar: runs that reached the target of "
+               f"all runs; no bar where none did.")
+    return Figure(name, f"{problem}: time to target", caption, _png(fig))
+
+
+def _suffix(run: Run, extra: Sequence[str]) -> str:
+    return "".join(f" {getattr(run, k)}" for k in extra)
+
+
+def _profile_figure(profile: Profile, styles: Mapping[str, Mapping[str, Any]], target: float,
+                    name: str) -> Figure:
+    fig = _new_figure(9, 4.5)
+    ax = fig.subplots()
+    taus = profile.breakpoints()
+    right = max(1.0, math.log2(taus[-1]) * 1.1) if taus else 1.0
+    xs = [math.log2(t) for t in taus] + [right]
+    for solver in profile.solvers:
+        ys = [profile.rho(t)[solver] for t in taus]
+        ys.append(ys[-1])
+        ax.step(xs, ys, where="post", lw=1.5, label=solver, **styles.get(solver, {}))
+    ax.set_xlim(0, right)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("log2 τ  (time to target / best time on the task)")
+    ax.set_ylabel("ρ(τ): share of tasks within τ of the best")
+    ax.set_title(f"Performance profile: time to target T = {target:g}, "
+                 f"{len(profile.tasks)} task(s)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    caption = (f"Dolan–Moré performance profile over {len(profile.tasks)} task(s) (problem, "
+               f"parameters, seed): for each backend/optimizer, the share of tasks it solved "
+               f"within a factor τ of the fastest; a task it did not solve counts as never "
+               f"solved, so a curve's right end is its success rate.")
+    return Figure(name, "Performance profile", caption, _png(fig))
