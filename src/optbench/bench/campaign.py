@@ -106,6 +106,9 @@ def grid_assignments(items: Iterable[str], option: str) -> dict[str, list[str]]:
 def _alternatives(param: Param, texts: list[Any]) -> list[Any]:
     """Split each text into alternatives by the parameter's kind, then validate each."""
     values: list[Any] = []
+    if param.kind == "floats" and texts and all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) for t in texts):
+        texts = [texts]  # TOML `betas = [0.9, 0.999]`: one list value, not two alternatives
     for text in texts:
         if not isinstance(text, str):
             values.append(text)  # from TOML: already typed
@@ -196,15 +199,32 @@ def expand(c: Campaign, registry: Registry | None = None
                              f"({', '.join(c.optimizers)})")
 
     backends: list[tuple[str, str, str]] = []  # (backend, dtype, device)
-    skipped: dict[str, str] = {}
+    skipped: dict[tuple[str, str], None] = {}  # (backend, reason): each said once
+    known_devices = {d for n in registry.names("backend")
+                     for d in registry.get("backend", n).devices}
+    wanted = c.backends if c.backends != ["all"] else "all"
     for dtype, device in itertools.product(c.dtypes, c.devices):
         if dtype not in DTYPES:
             raise UsageError(f"dtype={dtype} is not accepted: expected one of "
                              f"{', '.join(DTYPES)}")
-        chosen, unusable = api.select_backends(
-            registry, c.backends if c.backends != ["all"] else "all", dtype, device)
+        if device not in known_devices:
+            raise UsageError(f"device={device} is not accepted: expected one of "
+                             f"{', '.join(sorted(known_devices))}")
+        try:
+            chosen, unusable = api.select_backends(registry, wanted, dtype, device)
+        except UsageError:
+            if wanted != "all":
+                raise
+            # No backend runs this (dtype, device), e.g. cuda on a machine without one: with
+            # `all`, its runs are skipped like any unavailable backend's, and the others go on.
+            chosen = []
+            unusable = [(n, api._unusable(registry.get("backend", n), dtype, device))
+                        for n in registry.names("backend")]
         backends += [(b.name, dtype, device) for b in chosen]
-        skipped.update(dict(unusable))
+        skipped.update(dict.fromkeys((n, r) for n, r in unusable if r))
+    if not backends:
+        raise UsageError("no backend can run this campaign: "
+                         + "; ".join(f"{n}: {r}" for n, r in sorted(skipped)))
 
     specs: list[RunSpec] = []
     for prob in problems:
@@ -221,15 +241,21 @@ def expand(c: Campaign, registry: Registry | None = None
                                                                                 c.seeds):
                             specs.append(RunSpec(prob.name, frozen_p, backend, device, dtype,
                                                  opt.name, tuple(hp.items()), seed))
-    return specs, sorted(skipped.items())
+    # One run per key (what --resume and the store go by): `--lr 0.1,0.10`, a repeated name
+    # or alternative would otherwise run, and store, the same run twice.
+    unique: dict[str, RunSpec] = {}
+    for spec in specs:
+        unique.setdefault(spec.key, spec)
+    return list(unique.values()), sorted(skipped)
 
 
 def _check_scalars(c: Campaign) -> None:
     def bad(name: str, value: Any, expected: str) -> UsageError:
-        return UsageError(f"{name}={value} is not accepted: expected {expected}")
+        shown = repr(value) if isinstance(value, str) else value  # steps="5" is not 5
+        return UsageError(f"{name}={shown} is not accepted: expected {expected}")
 
-    if not c.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                              for s in c.seeds):
+    if not isinstance(c.seeds, list) or not c.seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in c.seeds):
         raise bad("seeds", c.seeds, "a count >= 1 or a list of integers >= 0")
     if not isinstance(c.steps, int) or isinstance(c.steps, bool) or c.steps < 0:
         raise bad("steps", c.steps, "an integer >= 0")

@@ -51,6 +51,10 @@ def _compile(node: Node, index: dict[str, int], text: str) -> Fn:
         a, name = _compile(args[0], index, text), node.value
         return lambda v, xp: getattr(xp, name)(a(v, xp))
     a, b = _compile(args[0], index, text), _compile(args[1], index, text)
+    if op == "/" and not variables_of(args[1]) and fold(args[1]) == 0.0:
+        # x/0 is never finite (and the linear analysis would divide by zero): refuse it
+        # like 1/0. (b compiled: the constant folds without error.)
+        raise ParseError("division by zero", text, args[1].offset)
     if op == "+":
         return lambda v, xp: a(v, xp) + b(v, xp)
     if op == "-":

@@ -12,8 +12,10 @@ variables, the size of constants and of constant exponents (no `9**9**9` hang).
 from __future__ import annotations
 
 import ast
+import bisect
 import math
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +57,9 @@ class _Source:
         self._shifts = [c + k + 1 for k, c in enumerate(carets)]  # python offsets after ^
 
     def offset(self, python_offset: int) -> int:
-        return self.base + python_offset - sum(1 for s in self._shifts if s < python_offset)
+        # _shifts is sorted: bisect counts those before the offset (a linear count made
+        # refusing a long text with many carets quadratic).
+        return self.base + python_offset - bisect.bisect_left(self._shifts, python_offset)
 
 
 def _check_text(text: str, full: str, base: int) -> None:
@@ -93,7 +97,11 @@ def parse_expression(text: str, *, full: str | None = None, base: int = 0) -> No
         raise ParseError("empty expression", full, base)
     src = _Source(text, base)
     try:
-        tree = ast.parse(src.python.strip(), mode="eval")
+        # The tokenizer warns about some texts ("1if x else 2": invalid decimal literal);
+        # a warning printed to stderr would break the command line's one-line contract.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(src.python.strip(), mode="eval")
     except SyntaxError as exc:
         python_offset = (exc.offset or 1) - 1 + (len(src.python) - len(src.python.lstrip()))
         raise ParseError(f"not an expression ({exc.msg})", full, src.offset(python_offset)
@@ -125,9 +133,13 @@ class _Checker:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.refuse(f"{type(value).__name__} constants are not accepted; "
                                   "only numbers", node)
-            if not math.isfinite(float(value)) or abs(float(value)) > MAX_CONSTANT:
+            try:
+                number = float(value)
+            except OverflowError:  # an integer literal of hundreds of digits
+                number = math.inf
+            if not math.isfinite(number) or abs(number) > MAX_CONSTANT:
                 raise self.refuse(f"constant larger than {MAX_CONSTANT:g}", node)
-            return Node("num", value=float(value), offset=at)
+            return Node("num", value=number, offset=at)
         if isinstance(node, ast.Name):
             if node.id in CONSTANTS:
                 return Node("const", value=node.id, offset=at)
