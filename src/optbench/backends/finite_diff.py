@@ -35,13 +35,15 @@ class FiniteDifferenceObjective(Objective):
         x = np.asarray(x, dtype=self._np_dtype)
         f = np.asarray(self._f(x), dtype=self._np_dtype)
         grad = np.empty_like(x)
-        for i in range(x.size):
-            h = self._np_dtype.type(self._cbrt_eps * max(1.0, abs(float(x[i]))))
+        flat_x, flat_g = x.reshape(-1), grad.reshape(-1)  # x may be (starts, n)
+        for i in range(flat_x.size):
+            h = self._np_dtype.type(self._cbrt_eps * max(1.0, abs(float(flat_x[i]))))
             up, down = x.copy(), x.copy()
-            up[i] = x[i] + h
-            h = up[i] - x[i]  # exactly representable step
-            down[i] = x[i] - h
-            grad[i] = (self._f(up) - self._f(down)) / (up[i] - down[i])
+            flat_up, flat_down = up.reshape(-1), down.reshape(-1)
+            flat_up[i] = flat_x[i] + h
+            h = flat_up[i] - flat_x[i]  # exactly representable step
+            flat_down[i] = flat_x[i] - h
+            flat_g[i] = (self._f(up) - self._f(down)) / (flat_up[i] - flat_down[i])
         return f, grad
 
     def from_numpy(self, array: Any) -> Any:
