@@ -7,10 +7,13 @@ selection, caches) land in no record's loop time. Each run's own set-up is in it
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,12 +67,19 @@ def run_campaign(specs: list[RunSpec], campaign: Campaign, store: ResultsStore, 
     outcome = Outcome(0, len(specs) - len(todo), 0, False)
     items = progress(todo, len(todo)) if progress else todo
     try:
-        for spec in items:
-            record = run_one(spec, campaign, campaign_id, warm=spec.warmup_group in warmed)
-            warmed.add(spec.warmup_group)
-            store.append(record)
-            outcome.written += 1
-            outcome.errors += record["status"] == "error"
+        with _Sigint() as sigint:
+            for spec in items:
+                record = run_one(spec, campaign, campaign_id,
+                                 warm=spec.warmup_group in warmed)
+                if sigint.seen:  # swallowed where it landed: this run's record may be bogus
+                    raise KeyboardInterrupt
+                warmed.add(spec.warmup_group)
+                with sigint.deferred():  # so that the summary counts what the file holds
+                    store.append(record)
+                    outcome.written += 1
+                    outcome.errors += record["status"] == "error"
+                if sigint.seen:
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         # The run in flight is dropped; every line written so far is whole.
         outcome.interrupted = True
@@ -77,6 +87,45 @@ def run_campaign(specs: list[RunSpec], campaign: Campaign, store: ResultsStore, 
         if hasattr(items, "close"):
             items.close()
     return outcome
+
+
+class _Sigint:
+    """Ctrl-C during a campaign, remembered even where the KeyboardInterrupt is swallowed.
+
+    Third-party code may catch BaseException (autograd's import does, so a SIGINT landing
+    there was lost and the campaign ran on); the flag stops the campaign after that run.
+    Installed only over Python's default handler, in the main thread: an ignored SIGINT
+    (a background job) stays ignored.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._defer = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Sigint:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        if not self._defer:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A SIGINT in this block is only remembered (raised by the caller's check after)."""
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
 
 
 def progress_bar(quiet: bool) -> Callable[[Iterable[RunSpec], int], Any] | None:
