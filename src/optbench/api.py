@@ -136,18 +136,23 @@ def _unusable(backend: Backend, dtype: str, device: str) -> str | None:
     return reason
 
 
-def execute(p: Plan, backend: Backend) -> RunRecord:
-    """Run the plan's task on one backend. Failures while running become status "error"."""
+def blank_record(p: Plan, backend: Backend, message: str = "") -> RunRecord:
+    """The record of a run that has not run (yet): status "error", x at the start."""
     inst = p.instance
-    record = RunRecord(
+    start = np.asarray(inst.x0, dtype=np.float64).tolist()
+    return RunRecord(
         problem=p.problem.name, problem_params=jsonable(p.problem_params),
         backend=backend.name, device=p.device, dtype=p.dtype, optimizer=p.optimizer.name,
         optimizer_params=jsonable(p.optimizer_params), seed=p.seed, status="error",
-        message="", steps=0, n_evals=0, variables=list(inst.variables),
-        x0=np.asarray(inst.x0, dtype=np.float64).tolist(),
-        x=np.asarray(inst.x0, dtype=np.float64).tolist(), f=None,
-        grad_norm=None, reference=p.reference.to_json() if p.reference else None,
-        time_s=0.0, setup_s=0.0)
+        message=message, steps=0, n_evals=0, variables=list(inst.variables), x0=start,
+        x=start, f=None, grad_norm=None,
+        reference=p.reference.to_json() if p.reference else None, time_s=0.0, setup_s=0.0)
+
+
+def execute(p: Plan, backend: Backend) -> RunRecord:
+    """Run the plan's task on one backend. Failures while running become status "error"."""
+    inst = p.instance
+    record = blank_record(p, backend)
     t0 = time.perf_counter()
     try:
         objective = backend.prepare(p.problem, inst.data, dtype=p.dtype, device=p.device)

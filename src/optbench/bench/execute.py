@@ -29,23 +29,48 @@ def new_campaign_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def run_one(spec: RunSpec, campaign: Campaign, campaign_id: str, warm: bool = True
-            ) -> dict[str, Any]:
-    """Plan and execute one run; returns its record as a JSON-ready dict."""
-    options = dict(problem_params=dict(spec.problem_params),
-                   optimizer_params=dict(spec.optimizer_params), seed=spec.seed,
-                   dtype=spec.dtype, device=spec.device, tol=campaign.tol,
-                   max_time=campaign.max_time)
-    if not warm:
+# Warm-up groups already run in this process (each worker process keeps its own).
+_WARMED: set[tuple[Any, ...]] = set()
+
+
+def _options(spec: RunSpec, campaign: Campaign) -> dict[str, Any]:
+    return dict(problem_params=dict(spec.problem_params),
+                optimizer_params=dict(spec.optimizer_params), seed=spec.seed,
+                dtype=spec.dtype, device=spec.device, tol=campaign.tol,
+                max_time=campaign.max_time)
+
+
+def _finish(record: dict[str, Any], spec: RunSpec, campaign: Campaign, campaign_id: str,
+            host: dict[str, Any] | None) -> dict[str, Any]:
+    record.update(campaign=campaign_id, host=host, tol=campaign.tol,
+                  max_steps=campaign.steps)
+    return record
+
+
+def run_one(spec: RunSpec, campaign: Campaign, campaign_id: str) -> dict[str, Any]:
+    """Plan and execute one run, here; returns its record as a JSON-ready dict.
+
+    The first run of its warm-up group in this process is preceded by a discarded warm-up.
+    """
+    options = _options(spec, campaign)
+    if spec.warmup_group not in _WARMED:
         warm_plan = api.plan(spec.problem, spec.backend, spec.optimizer,
                              steps=min(campaign.steps, WARMUP_STEPS), **options)
         api.execute(warm_plan, warm_plan.backends[0])
+        _WARMED.add(spec.warmup_group)
     plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=campaign.steps,
                     **options)
     record = api.execute(plan, plan.backends[0]).to_json()
-    record.update(campaign=campaign_id, host=host_info(spec.device), tol=campaign.tol,
-                  max_steps=campaign.steps)
-    return record
+    return _finish(record, spec, campaign, campaign_id, host_info(spec.device))
+
+
+def error_record(spec: RunSpec, campaign: Campaign, campaign_id: str, message: str
+                 ) -> dict[str, Any]:
+    """The record of a run that never finished (its workers died): status "error"."""
+    plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=campaign.steps,
+                    **_options(spec, campaign))
+    record = api.blank_record(plan, plan.backends[0], message).to_json()
+    return _finish(record, spec, campaign, campaign_id, None)
 
 
 @dataclass
@@ -57,23 +82,22 @@ class Outcome:
 
 
 def run_campaign(specs: list[RunSpec], campaign: Campaign, store: ResultsStore, *,
-                 resume: bool, progress: Callable[[Iterable[RunSpec], int], Any] | None = None
-                 ) -> Outcome:
-    """Run every spec not yet in the store, in order, one at a time, in this process."""
+                 resume: bool, progress: Callable[[Iterable[Any], int], Any] | None = None,
+                 executor: Any = None) -> Outcome:
+    """Run every spec not yet in the store; append each record as its run finishes."""
+    from optbench.bench.executors import InProcess
+
+    executor = executor or InProcess()
     done = store.keys() if resume else set()
     todo = [s for s in specs if s.key not in done]
-    campaign_id = new_campaign_id()
-    warmed: set[tuple[Any, ...]] = set()
     outcome = Outcome(0, len(specs) - len(todo), 0, False)
-    items = progress(todo, len(todo)) if progress else todo
+    finished = executor.results(todo, campaign, new_campaign_id())
+    items = progress(finished, len(todo)) if progress else finished
     try:
         with _Sigint() as sigint:
-            for spec in items:
-                record = run_one(spec, campaign, campaign_id,
-                                 warm=spec.warmup_group in warmed)
+            for _spec, record in items:
                 if sigint.seen:  # swallowed where it landed: this run's record may be bogus
                     raise KeyboardInterrupt
-                warmed.add(spec.warmup_group)
                 with sigint.deferred():  # so that the summary counts what the file holds
                     store.append(record)
                     outcome.written += 1
@@ -84,8 +108,10 @@ def run_campaign(specs: list[RunSpec], campaign: Campaign, store: ResultsStore, 
         # The run in flight is dropped; every line written so far is whole.
         outcome.interrupted = True
     finally:
-        if hasattr(items, "close"):
-            items.close()
+        for it in (items, finished):
+            if hasattr(it, "close"):
+                it.close()
+        executor.close()
     return outcome
 
 
@@ -128,13 +154,13 @@ class _Sigint:
             self._defer = False
 
 
-def progress_bar(quiet: bool) -> Callable[[Iterable[RunSpec], int], Any] | None:
+def progress_bar(quiet: bool) -> Callable[[Iterable[Any], int], Any] | None:
     """A tqdm bar on stderr: runs done, total, time left. Off when quiet or not a terminal."""
     if quiet or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    def wrap(items: Iterable[RunSpec], total: int) -> Any:
+    def wrap(items: Iterable[Any], total: int) -> Any:
         return tqdm(items, total=total, file=sys.stderr, unit="run", dynamic_ncols=True)
 
     return wrap

@@ -34,9 +34,14 @@ AXES = ("problem", "backend", "optimizer", "lr", "problem_params", "optimizer_pa
               help="results file (JSON Lines), appended to")
 @click.option("--resume", is_flag=True, help="skip runs whose records are already there")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@click.option("--workers", type=int, default=None,
+              help="run on N local worker processes (Dask), one run at a time each")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="submit the runs to a running Dask scheduler")
 @click.pass_context
 def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
-          optimizer_params, seeds, dtype, device, steps, tol, max_time, output, resume, quiet):
+          optimizer_params, seeds, dtype, device, steps, tol, max_time, output, resume, quiet,
+          workers, scheduler):
     """Run the cartesian product of a grid (or a TOML campaign file) into a results file.
 
     \b
@@ -44,10 +49,16 @@ def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
           --optimizer nadam,adam,lbfgs --seeds 3 --output results.jsonl
     """
     from optbench.bench import campaign as cmp
+    from optbench.bench import executors
     from optbench.bench.execute import progress_bar, run_campaign
     from optbench.errors import UsageError
     from optbench.results import ResultsStore
 
+    if workers is not None and scheduler is not None:
+        raise UsageError("--workers and --scheduler exclude each other: the scheduler's "
+                         "workers run the campaign")
+    if workers is not None and not 1 <= workers <= 1024:
+        raise UsageError(f"--workers {workers} is not accepted: expected 1 to 1024")
     given = [a for a in AXES if ctx.get_parameter_source(a) is not ParameterSource.DEFAULT]
     if campaign_file is not None:
         if given:
@@ -77,7 +88,16 @@ def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
                          "--resume to complete that campaign, or choose another file")
     for name, reason in skipped:
         click.echo(f"optbench: skipping backend {name}: {reason}", err=True)
-    outcome = run_campaign(specs, c, store, resume=resume, progress=progress_bar(quiet))
+    executor = None
+    if workers is not None or scheduler is not None:
+        executors.require_dask()
+        try:
+            executor = executors.Dask(scheduler=scheduler, workers=workers)
+        except ConnectionError as exc:
+            click.echo(f"optbench: error: {exc}", err=True)
+            sys.exit(1)
+    outcome = run_campaign(specs, c, store, resume=resume, progress=progress_bar(quiet),
+                           executor=executor)
     summary = (f"{outcome.written} runs written to {output}"
                + (f", {outcome.already} already there" if outcome.already else "")
                + (f", {outcome.errors} failed (status error)" if outcome.errors else ""))

@@ -1,0 +1,113 @@
+"""Where a campaign's runs execute: in this process, or on Dask distributed.
+
+Whatever runs them, only this process appends to the results file, one whole record at a
+time as runs finish, so one process writes it. Runs are independent: every worker plans its
+own run from the RunSpec and records its own host.
+
+Lost runs: when a Dask worker dies, the scheduler resubmits its runs elsewhere; a run that
+was on `allowed-failures` dying workers (Dask's setting, 3 by default) comes back as
+KilledWorker and is recorded with status "error" and that reason — never dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from optbench.bench.campaign import Campaign, RunSpec
+from optbench.errors import UsageError
+
+CONNECT_TIMEOUT_S = 8
+
+
+class InProcess:
+    """One run at a time in this process: timings least disturbed (the default)."""
+
+    def results(self, todo: list[RunSpec], campaign: Campaign, campaign_id: str
+                ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+        from optbench.bench.execute import run_one
+
+        for spec in todo:
+            yield spec, run_one(spec, campaign, campaign_id)
+
+    def close(self) -> None:
+        pass
+
+
+def require_dask() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError("--workers and --scheduler need Dask distributed: "
+                         "pip install 'optbench[distributed]'") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def _quiet_dask() -> Iterator[None]:
+    # Dask logs connection retries and worker deaths at WARNING/ERROR; the campaign reports
+    # what matters itself (one line), so its loggers stay quiet meanwhile.
+    loggers = [logging.getLogger(n) for n in ("distributed", "tornado", "asyncio")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+class Dask:
+    """Runs submitted to a Dask cluster: a running scheduler, or N local worker processes.
+
+    Local workers run one run at a time each (one thread), so timings stay meaningful.
+    """
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
+        distributed = require_dask()
+        self._quiet = _quiet_dask()
+        self._quiet.__enter__()
+        self.cluster = None
+        try:
+            if scheduler is not None:
+                self.client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+            else:
+                self.cluster = distributed.LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True,
+                    dashboard_address=None, silence_logs=logging.CRITICAL)
+                self.client = distributed.Client(self.cluster)
+        except (OSError, TimeoutError) as exc:
+            self._quiet.__exit__(None, None, None)
+            where = scheduler or "a local cluster"
+            raise ConnectionError(f"cannot reach the Dask scheduler at {where} within "
+                                  f"{CONNECT_TIMEOUT_S} s ({type(exc).__name__})") from None
+
+    def results(self, todo: list[RunSpec], campaign: Campaign, campaign_id: str
+                ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+        from distributed import as_completed
+
+        from optbench.bench.execute import error_record, run_one
+
+        futures = {self.client.submit(run_one, spec, campaign, campaign_id, pure=False): spec
+                   for spec in todo}
+        try:
+            for future in as_completed(futures):
+                spec = futures.pop(future)
+                if future.status == "finished":
+                    yield spec, future.result()
+                else:  # KilledWorker after repeated worker deaths, or a failure outside a run
+                    exc = future.exception()
+                    yield spec, error_record(spec, campaign, campaign_id,
+                                             f"{type(exc).__name__}: {exc}")
+        finally:
+            self.client.cancel(list(futures))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+        self._quiet.__exit__(None, None, None)
