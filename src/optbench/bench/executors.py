@@ -75,9 +75,12 @@ class Dask:
             if scheduler is not None:
                 self.client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
             else:
+                # No dashboard; the scheduler's HTTP server (always started) on a free
+                # loopback port: by default it tries 8787 and warns on stderr when taken.
                 self.cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=logging.CRITICAL)
+                    dashboard_address=None, silence_logs=logging.CRITICAL,
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
                 self.client = distributed.Client(self.cluster)
         except (OSError, TimeoutError) as exc:
             self._quiet.__exit__(None, None, None)

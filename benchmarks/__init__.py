@@ -1,0 +1,1 @@
+"""optbench's asv suite (modules bench_*.py) and stand-alone benchmark scripts."""
