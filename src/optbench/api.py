@@ -21,7 +21,7 @@ from optbench.core.params import resolve
 from optbench.errors import UsageError
 from optbench.plugins import Registry, get_registry
 from optbench.runner import stopping
-from optbench.runner.loop import optimize
+from optbench.runner.loop import drive, optimize, run_compiled
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Plan:
     device: str
     tol: float | None
     max_time: float | None
+    compile: bool = False
 
 
 def _check(ok: bool, message: str) -> None:
@@ -55,7 +56,8 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
          optimizer_params: Mapping[str, Any] | None = None, lr: float | None = None,
          steps: int = 1000, seed: int = 0, dtype: str = "float64", device: str = "cpu",
          x0: Sequence[float] | None = None, tol: float | None = None,
-         max_time: float | None = None, registry: Registry | None = None) -> Plan:
+         max_time: float | None = None, compile: bool = False,
+         registry: Registry | None = None) -> Plan:
     registry = registry or get_registry()
     prob: Problem = registry.get("problem", problem)
     opt: Optimizer = registry.get("optimizer", optimizer)
@@ -74,7 +76,11 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
     hp = optimizer_hyperparams(opt, optimizer_params, lr)
     method = opt.method(**hp)
 
-    backends, unavailable = select_backends(registry, backend, dtype, device)
+    if compile:
+        _check(method.done is None and method.run is None,
+               f"optimizer {opt.name} cannot run as a compiled loop (it needs values on the "
+               "host between steps); compile works with the first-order optimizers")
+    backends, unavailable = select_backends(registry, backend, dtype, device, compile)
 
     instance = prob.make(p_params, seed)
     if x0 is not None:
@@ -89,7 +95,7 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
                f"x0 has {start.size} values; {expected}")
         instance = Instance(instance.data, start, instance.variables)
     return Plan(prob, p_params, instance, prob.reference(instance), opt, hp, method,
-                backends, unavailable, steps, seed, dtype, device, tol, max_time)
+                backends, unavailable, steps, seed, dtype, device, tol, max_time, compile)
 
 
 def optimizer_hyperparams(opt: Optimizer, given: Mapping[str, Any] | None = None,
@@ -104,13 +110,14 @@ def optimizer_hyperparams(opt: Optimizer, given: Mapping[str, Any] | None = None
 
 
 def select_backends(registry: Registry, backend: str | Sequence[str], dtype: str,
-                     device: str) -> tuple[list[Backend], list[tuple[str, str]]]:
+                    device: str, compile: bool = False
+                    ) -> tuple[list[Backend], list[tuple[str, str]]]:
     names = [backend] if isinstance(backend, str) else list(backend)
     if names == ["all"]:
         chosen, skipped = [], []
         for name in registry.names("backend"):
             b = registry.get("backend", name)
-            reason = _unusable(b, dtype, device)
+            reason = _unusable(b, dtype, device, compile)
             (skipped.append((name, reason)) if reason else chosen.append(b))
         _check(bool(chosen), f"no backend can run on device={device} dtype={dtype}: " +
                "; ".join(f"{n}: {r}" for n, r in skipped))
@@ -118,13 +125,15 @@ def select_backends(registry: Registry, backend: str | Sequence[str], dtype: str
     chosen = []
     for name in names:
         b = registry.get("backend", name)
-        reason = _unusable(b, dtype, device)
+        reason = _unusable(b, dtype, device, compile)
         _check(reason is None, f"backend {name} cannot run here: {reason}")
         chosen.append(b)
     return chosen, []
 
 
-def _unusable(backend: Backend, dtype: str, device: str) -> str | None:
+def _unusable(backend: Backend, dtype: str, device: str, compile: bool = False) -> str | None:
+    if compile and not backend.compiles:
+        return "it has no compiled mode (--compile)"
     if device not in backend.devices:
         return f"device={device} is not supported; accepted: {', '.join(backend.devices)}"
     if dtype not in backend.dtypes:
@@ -163,7 +172,15 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
                                      p.max_time)
         # Overflow on the way to divergence is reported by the status, not by numpy warnings.
         with np.errstate(over="ignore", invalid="ignore"):
-            result = optimize(objective, p.method, x0, steps=p.steps, criteria=criteria)
+            if p.method.run is not None:
+                result = drive(objective, p.method, x0, steps=p.steps, criteria=criteria)
+            elif p.compile:
+                result, compile_s = run_compiled(
+                    objective, p.method, x0, steps=p.steps, tol=p.tol,
+                    f_star=p.reference.f if p.reference else None)
+                record.setup_s += compile_s
+            else:
+                result = optimize(objective, p.method, x0, steps=p.steps, criteria=criteria)
             record.n_evals, record.n_fevals = objective.n_evals, objective.n_fevals
             # Reported f and gradient are those of the final point, evaluated outside the loop.
             x = objective.to_numpy(result.x).astype(np.float64)

@@ -45,9 +45,11 @@ def cli() -> None:
 @click.option("--tol", type=float, default=None,
               help="stop when f - f* <= TOL (f* known), else when the gradient norm <= TOL")
 @click.option("--max-time", type=float, default=None, help="stop after this many seconds")
+@click.option("--compile", "compile_", is_flag=True,
+              help="compile the whole loop, on backends that can (compile time goes to setup)")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def run(problem, backend, device, optimizer, lr, steps, seed, dtype, problem_params,
-        optimizer_params, x0, tol, max_time, fmt):
+        optimizer_params, x0, tol, max_time, compile_, fmt):
     """Minimize a problem with an optimizer on one backend or on all of them.
 
     The defaults reproduce the tutorial: fit x²+2x+3 to 20 points with NAdam, lr 0.01,
@@ -61,7 +63,8 @@ def run(problem, backend, device, optimizer, lr, steps, seed, dtype, problem_par
                     problem_params=parse_assignments(problem_params, "-P"),
                     optimizer_params=parse_assignments(optimizer_params, "-O"),
                     lr=lr, steps=steps, seed=seed, dtype=dtype, device=device,
-                    x0=parse_numbers("--x0", x0), tol=tol, max_time=max_time)
+                    x0=parse_numbers("--x0", x0), tol=tol, max_time=max_time,
+                    compile=compile_)
     for name, reason in plan.unavailable:
         click.echo(f"optbench: skipping backend {name}: {reason}", err=True)
     records = []

@@ -60,6 +60,12 @@ class Objective(ABC):
 
         return np.asarray(array)
 
+    def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
+        """Optional, for backends with `compiles = True`: compile the whole loop of
+        `steps` steps of `method` from `x0` now (this is set-up time) and return a callable
+        that runs it and returns (x_final, f values at x_0..x_{steps-1})."""
+        raise NotImplementedError(f"{type(self).__name__} has no compiled loop")
+
     def synchronize(self) -> None:
         """Wait for queued device work, so that a timer read next is true.
 
@@ -75,6 +81,8 @@ class Backend(ABC):
     description: ClassVar[str] = ""
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     dtypes: ClassVar[tuple[str, ...]] = DTYPES
+    compiles: ClassVar[bool] = False
+    """True when its objectives implement `compiled_loop` (`optbench run --compile`)."""
 
     def available(self, device: str = "cpu") -> str | None:
         """None when usable on `device`, else the reason it is not (in words).

@@ -28,6 +28,11 @@ class Method(NamedTuple):
     step: Callable[[Any, Any, Any], tuple[Any, Any, Any, Any]]
     done: Callable[[Any], str | None] | None = None
     """Returns None while running, else the reason the returned point is final."""
+    run: Callable[..., tuple[Any, str, str]] | None = None
+    """A whole-run driver, for methods that cannot pause between steps (scipy.optimize):
+    run(objective, x0, steps, on_iteration) -> (x, status, message). It calls
+    on_iteration(k, x, f, g) after each iteration (g may be None); a non-None return is the
+    (status, message) that ends the run, and the driver must stop there."""
 
 
 class Optimizer(ABC):

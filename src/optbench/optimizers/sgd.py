@@ -13,7 +13,7 @@ from optbench.optimizers import common
 
 class SGDState(NamedTuple):
     t: int
-    buf: Any  # momentum buffer; None until the first step (torch starts it at the gradient)
+    buf: Any  # momentum buffer (zeros before the first step)
 
 
 def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False) -> Method:
@@ -21,14 +21,17 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False) 
         raise UsageError("nesterov=true is accepted only with momentum > 0 and dampening=0")
 
     def init(x, xp):
-        return SGDState(0, None)
+        return SGDState(0, xp.zeros_like(x))
 
     def step(objective, x, state):
         f, g = objective.value_and_grad(x)
         d = g + weight_decay * x if weight_decay else g
-        buf = None
+        buf = state.buf
         if momentum:
-            buf = d if state.buf is None else state.buf * momentum + (1 - dampening) * d
+            # torch starts the buffer at the first gradient, undamped. With buf = 0 before
+            # the first step, 0*momentum + (1 - dampening*0)*d is exactly d; written as
+            # arithmetic on t, not an `if`, so a compiled loop (t traced) runs it too.
+            buf = state.buf * momentum + (1 - dampening * (state.t > 0)) * d
             d = d + momentum * buf if nesterov else buf
         return x - lr * d, SGDState(state.t + 1, buf), f, g
 

@@ -96,3 +96,77 @@ def optimize(objective: Objective, method: Method, x0: Any, *, steps: int,
 
 def finite(values: Any) -> bool:
     return all(math.isfinite(v) for v in values)
+
+
+def drive(objective: Objective, method: Method, x0: Any, *, steps: int,
+          criteria: list[Criterion], per_decade: int = 12) -> LoopResult:
+    """Run a method that drives its own loop (Method.run: scipy.optimize and the like).
+
+    The driver calls back after each iteration; the callback samples the trace and asks
+    the stop rules, pausing the clock meanwhile, exactly as `optimize` does.
+    """
+    xp = objective.xp
+    sampled = sample_steps(steps, per_decade) if per_decade else set()
+    trace: list[list[float]] = []
+    clock = {"elapsed": 0.0, "started": 0.0}
+    verdict: list[tuple[str, str]] = []
+    last = {"k": 0}
+
+    def grad_norm(g: Any) -> float:
+        return math.inf if g is None else float(xp.sqrt(xp.sum(g * g)))
+
+    def on_iteration(k: int, x: Any, f: Any, g: Any) -> tuple[str, str] | None:
+        objective.synchronize()
+        now = time.perf_counter()
+        clock["elapsed"] += now - clock["started"]
+        last["k"] = k
+        f_host = float(f)
+        if k in sampled:
+            trace.append([k, clock["elapsed"], f_host])
+        progress = Progress(k, f_host, g, clock["elapsed"], grad_norm)
+        found = next((v for c in criteria if (v := c.check(progress))), None)
+        if found:
+            verdict.append(found)
+        clock["started"] = time.perf_counter()
+        return found
+
+    objective.synchronize()
+    clock["started"] = time.perf_counter()
+    x, status, message = method.run(objective, x0, steps, on_iteration)
+    objective.synchronize()
+    clock["elapsed"] += time.perf_counter() - clock["started"]
+    if verdict:
+        status, message = verdict[0]
+    return LoopResult(status, message, last["k"], x, clock["elapsed"], trace)
+
+
+def run_compiled(objective: Objective, method: Method, x0: Any, *, steps: int,
+                 f_star: float | None, tol: float | None, per_decade: int = 12
+                 ) -> tuple[LoopResult, float]:
+    """The whole loop compiled by the backend (Objective.compiled_loop); returns the
+    result and the compile time (for setup_s).
+
+    Every step runs: the stop rules are applied to the f values afterwards (divergence: the
+    first non-finite f; tolerance: whether the final f meets it). The trace's times assume
+    equal steps, since a compiled loop reports only its total time.
+    """
+    import numpy as np
+
+    t0 = time.perf_counter()
+    loop = objective.compiled_loop(method, steps, x0)
+    objective.synchronize()
+    compile_s = time.perf_counter() - t0
+    start = time.perf_counter()
+    x, fs = loop()
+    objective.synchronize()
+    elapsed = time.perf_counter() - start
+    fs = np.asarray(objective.to_numpy(fs), dtype=np.float64)
+    trace = [[k, elapsed * k / max(steps, 1), float(fs[k])]
+             for k in sorted(sample_steps(steps, per_decade)) if k < steps]
+    bad = np.flatnonzero(~np.isfinite(fs))
+    status, message = "max_steps", f"compiled loop ran all {steps} steps"
+    if bad.size:
+        status, message = "diverged", f"f became {fs[bad[0]]} at step {bad[0]} (compiled loop)"
+    elif tol is not None and f_star is not None and fs.size and fs[-1] - f_star <= tol:
+        status, message = "converged", f"f - f* <= {tol:g} (checked after the compiled loop)"
+    return LoopResult(status, message, steps, x, elapsed, trace), compile_s
