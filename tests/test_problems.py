@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import optbench
 from optbench.core import Param
 from optbench.core.params import parse_assignments, resolve
 from optbench.errors import UsageError
@@ -336,3 +337,29 @@ def test_accepted_in_words():
     assert LR.accepted() == "a number > 0"
     assert BETAS.accepted() == "2 comma-separated numbers >= 0 and < 1"
     assert math.isfinite(Regression.params[0].high)
+
+
+# -- the orthogonal basis ---------------------------------------------------------------------
+
+def test_orthogonal_basis_is_the_same_least_squares():
+    _, mono, ref_m = regression(seed=3, degree=4, noise=0.5)
+    _, orth, ref_o = regression(seed=3, degree=4, noise=0.5, basis="orthogonal")
+    np.testing.assert_allclose(ref_o.x, ref_m.x, rtol=1e-9)
+    assert ref_o.f == pytest.approx(ref_m.f, rel=1e-10)
+    q = orth.data["V"]
+    np.testing.assert_allclose(q.T @ q, np.eye(5), atol=1e-12)  # orthonormal columns
+    # Same start for the user, whatever basis the optimizer works in.
+    np.testing.assert_allclose(orth.to_user(orth.x0), mono.x0, rtol=1e-12)
+    z = np.random.default_rng(0).standard_normal(5)
+    w = orth.to_user(z)  # the objectives agree point for point
+    assert np.mean((orth.data["y"] - q @ z) ** 2) == pytest.approx(
+        np.mean((mono.data["y"] - mono.data["V"] @ w) ** 2), rel=1e-10)
+
+
+def test_orthogonal_basis_run_reports_user_coefficients():
+    record = optbench.solve(problem="regression", backend="fd", optimizer="lbfgs",
+                            problem_params={"basis": "orthogonal"}, x0=[0.5, -1.0, 2.0])
+    assert record.status == "converged"
+    assert record.x0 == pytest.approx([0.5, -1.0, 2.0], rel=1e-12)
+    np.testing.assert_allclose(record.x, [1.0, 2.0, 3.0], rtol=1e-9)
+    assert record.relative_error < 1e-9

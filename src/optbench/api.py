@@ -93,7 +93,8 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
             raise UsageError(f"x0={x0!r} is not accepted: {expected}") from None
         _check(start.ndim == 1 and start.size == n and bool(np.all(np.isfinite(start))),
                f"x0 has {start.size} values; {expected}")
-        instance = Instance(instance.data, start, instance.variables)
+        instance = Instance(instance.data, instance.from_user(start), instance.variables,
+                            instance.basis)
     return Plan(prob, p_params, instance, prob.reference(instance), opt, hp, method,
                 backends, unavailable, steps, seed, dtype, device, tol, max_time, compile)
 
@@ -148,7 +149,7 @@ def _unusable(backend: Backend, dtype: str, device: str, compile: bool = False) 
 def blank_record(p: Plan, backend: Backend, message: str = "") -> RunRecord:
     """The record of a run that has not run (yet): status "error", x at the start."""
     inst = p.instance
-    start = np.asarray(inst.x0, dtype=np.float64).tolist()
+    start = inst.to_user(inst.x0).tolist()
     return RunRecord(
         problem=p.problem.name, problem_params=jsonable(p.problem_params),
         backend=backend.name, device=p.device, dtype=p.dtype, optimizer=p.optimizer.name,
@@ -183,7 +184,7 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
                 result = optimize(objective, p.method, x0, steps=p.steps, criteria=criteria)
             record.n_evals, record.n_fevals = objective.n_evals, objective.n_fevals
             # Reported f and gradient are those of the final point, evaluated outside the loop.
-            x = objective.to_numpy(result.x).astype(np.float64)
+            x = inst.to_user(objective.to_numpy(result.x))
             f, g = objective.value_and_grad(result.x)
             f = float(f)
             g = objective.to_numpy(g).astype(np.float64)

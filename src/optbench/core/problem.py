@@ -43,6 +43,22 @@ class Instance:
     data: Mapping[str, Any]
     x0: Any
     variables: tuple[str, ...]
+    basis: Any = None
+    """Optional change of variables: the optimizer works on z and the user's unknowns are
+    x = basis @ z (a better-conditioned basis for the same problem). x0 is in z; records,
+    references and --x0 are in the user's x."""
+
+    def to_user(self, z: Any) -> Any:
+        import numpy as np
+
+        z = np.asarray(z, dtype=np.float64)
+        return z if self.basis is None else z @ np.asarray(self.basis).T
+
+    def from_user(self, x: Any) -> Any:
+        import numpy as np
+
+        x = np.asarray(x, dtype=np.float64)
+        return x if self.basis is None else np.linalg.solve(np.asarray(self.basis), x)
 
 
 class Problem(ABC):

@@ -69,6 +69,10 @@ class Regression(Problem):
         Param("x_scale", "float", 5.0, "x ~ x_scale·N(0,1)", low=0, low_open=True),
         Param("noise", "float", 0.0, "standard deviation of noise added to y", low=0),
         Param("data", "path", None, "CSV of x,y points used instead of a drawn sample"),
+        Param("basis", "str", "monomial", "the optimizer's variables: the coefficients "
+              "themselves (monomial, the tutorial's) or those of an orthonormal basis of the "
+              "same polynomials (orthogonal: well conditioned, mapped back for reports)",
+              choices=("monomial", "orthogonal")),
     )
 
     def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
@@ -88,6 +92,8 @@ class Regression(Problem):
         x0 = rng.standard_normal(degree + 1)
         # The design matrix is built once here, so that no backend recomputes powers per step.
         design = np.vander(x, degree + 1)
+        if params["basis"] == "orthogonal":
+            return orthogonal_instance(design, y, x0, term_names(degree))
         return Instance(data={"V": design, "y": y}, x0=x0, variables=term_names(degree))
 
     def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
@@ -95,9 +101,34 @@ class Regression(Problem):
 
     def reference(self, instance: Instance) -> Reference:
         design, y = np.asarray(instance.data["V"]), np.asarray(instance.data["y"])
-        w, *_ = np.linalg.lstsq(design, y, rcond=None)
-        f = float(np.mean(np.square(y - design @ w)))
-        return Reference(x=w, f=f)
+        if instance.basis is not None:  # V holds Q: its least squares is Qᵀy, exactly
+            z = design.T @ y
+            return Reference(x=instance.to_user(z), f=float(np.mean(np.square(y - design @ z))))
+        # numpy.polyfit's method: least squares on the column-scaled Vandermonde matrix.
+        scale = column_scale(design)
+        w, *_ = np.linalg.lstsq(design / scale, y, rcond=None)
+        w = w / scale
+        return Reference(x=w, f=float(np.mean(np.square(y - design @ w))))
+
+
+def column_scale(design: np.ndarray) -> np.ndarray:
+    scale = np.sqrt(np.sum(design * design, axis=0))
+    return np.where(scale == 0, 1.0, scale)
+
+
+def orthogonal_instance(design: np.ndarray, y: np.ndarray, x0: np.ndarray,
+                        variables: tuple[str, ...]) -> Instance:
+    """The same least squares in an orthonormal basis: V·D⁻¹ = Q·R, z = R·D·w.
+
+    The objective mean((y − Q·z)²) has the Hessian (2/n)·I: every optimizer sees a perfectly
+    conditioned problem, and the ill-conditioning of the monomials (NIST's Filip, Wampler)
+    is left to one backward-stable triangular map, w = D⁻¹·R⁻¹·z, done once for reports.
+    """
+    scale = column_scale(design)
+    q, r = np.linalg.qr(design / scale)
+    basis = np.linalg.solve(r, np.eye(r.shape[0])) / scale[:, None]  # w = basis @ z
+    inst = Instance(data={"V": q, "y": y}, x0=x0, variables=variables, basis=basis)
+    return Instance(inst.data, inst.from_user(x0), variables, basis)
 
 
 @hookimpl
