@@ -167,6 +167,8 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
     try:
         objective = backend.prepare(p.problem, inst.data, dtype=p.dtype, device=p.device)
         x0 = objective.from_numpy(inst.x0)
+        if not p.compile and p.method.run is None:
+            objective.warm_up(p.method, x0)
         objective.synchronize()
         record.setup_s = time.perf_counter() - t0
         criteria = stopping.criteria(p.tol, p.reference.f if p.reference else None,

@@ -60,6 +60,11 @@ class Objective(ABC):
 
         return np.asarray(array)
 
+    def warm_up(self, method: Any, x0: Any) -> None:
+        """Optional: for backends that compile each operation on first use (JAX), run a few
+        steps of `method` from `x0` untimed and uncounted, so that cost lands in setup_s."""
+        return None
+
     def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
         """Optional, for backends with `compiles = True`: compile the whole loop of
         `steps` steps of `method` from `x0` now (this is set-up time) and return a callable

@@ -164,9 +164,10 @@ def run_compiled(objective: Objective, method: Method, x0: Any, *, steps: int,
     trace = [[k, elapsed * k / max(steps, 1), float(fs[k])]
              for k in sorted(sample_steps(steps, per_decade)) if k < steps]
     bad = np.flatnonzero(~np.isfinite(fs))
-    status, message = "max_steps", f"compiled loop ran all {steps} steps"
+    status, message, done = "max_steps", f"compiled loop ran all {steps} steps", steps
     if bad.size:
-        status, message = "diverged", f"f became {fs[bad[0]]} at step {bad[0]} (compiled loop)"
+        done = int(bad[0])
+        status, message = "diverged", f"f became {fs[done]} at step {done} (compiled loop)"
     elif tol is not None and f_star is not None and fs.size and fs[-1] - f_star <= tol:
         status, message = "converged", f"f - f* <= {tol:g} (checked after the compiled loop)"
-    return LoopResult(status, message, steps, x, elapsed, trace), compile_s
+    return LoopResult(status, message, done, x, elapsed, trace), compile_s

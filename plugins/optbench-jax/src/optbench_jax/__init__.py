@@ -1,0 +1,270 @@
+"""optbench backend `jax`: jit-compiled `value_and_grad`, and the whole loop compiled.
+
+Step by step (the default), the runner calls `value_and_grad`, a `jax.jit` of
+`jax.value_and_grad(problem.objective)`, and the optimizer's pure step computes with
+`jax.numpy` between calls. With `optbench run --compile`, `compiled_loop` traces the same
+optax-style step (`method.init`, `method.step`) into one `jax.lax.scan` over all the steps and
+compiles it ahead of time (`jit(...).lower(...).compile()`): the compile time is set-up time
+(`setup_s`), the loop time is one call of the compiled executable.
+
+Data: only numpy arrays in the problem's data are converted (once, to the run's dtype) and
+they are passed to the compiled functions as *arguments*, so that jit does not bake large data
+sets into the executable as constants; anything else a problem keeps in its data (a compiled
+expression under a key starting with "_") reaches the objective by closure.
+
+float64: JAX computes in float32 unless `jax_enable_x64` is set. A float64 run sets it with
+`jax.config.update("jax_enable_x64", True)` before it creates any array. The flag is
+process-wide and stays on: other JAX code in the same process then gets 64-bit defaults too.
+float32 runs remain float32 with the flag on, because their arrays are created float32 and
+Python numbers mixed with them are weakly typed (they take the array's dtype).
+
+Timing: JAX dispatches asynchronously, on the CPU too. `synchronize()` blocks until the
+last result handed out (of `value_and_grad` or of the compiled loop) is ready, so that a
+timer read next is true. On the CPU `asynchronous` is False: the runner reads f at every step,
+so the stop rules act at exactly the step they do on torch and autograd, and on tiny problems
+there is little execution to overlap with dispatch anyway (the fast path is `--compile`).
+On a GPU it is True, as torch's CUDA objective is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from optbench import hookimpl
+from optbench.core import Backend, Objective
+from optbench.errors import UsageError
+
+__version__ = "0.1.0"
+
+_CUDA_PLUGINS = ("jax_cuda13_plugin", "jax_cuda12_plugin")
+
+
+def _find(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _missing_jax() -> str | None:
+    if not _find("jax"):
+        return "jax is not installed (pip install jax, or pip install -e plugins/optbench-jax)"
+    return None
+
+
+def _no_cuda() -> str | None:
+    """Why jax cannot use CUDA here, looked up without importing jax."""
+    if not any(_find(m) for m in _CUDA_PLUGINS):
+        return "jax has no CUDA plugin installed (pip install 'jax[cuda12]')"
+    if not os.path.exists("/proc/driver/nvidia/version") and not os.path.exists("/dev/nvidia0"):
+        return "no NVIDIA driver or CUDA device on this machine"
+    return None
+
+
+def enable_x64() -> None:
+    """Let JAX create float64 arrays (process-wide; see the module's docstring)."""
+    import jax
+
+    if not jax.config.read("jax_enable_x64"):
+        jax.config.update("jax_enable_x64", True)
+
+
+class _Traced:
+    """The objective as the optimizer's step sees it inside the compiled loop: the plain
+    (un-jitted) value_and_grad over traced data, counted outside (steps per call)."""
+
+    def __init__(self, owner: JaxObjective, arrays: Mapping[str, Any]) -> None:
+        self.xp = owner.xp
+        self.dtype = owner.dtype
+        self.device = owner.device
+        self._vg = owner._vg
+        self._arrays = arrays
+
+    def value_and_grad(self, x: Any) -> tuple[Any, Any]:
+        return self._vg(x, self._arrays)
+
+
+class JaxObjective(Objective):
+    def __init__(self, problem: Any, data: Mapping[str, Any], dtype: str, device: str) -> None:
+        super().__init__()
+        if dtype == "float64":
+            enable_x64()  # before the first array is created
+        import jax
+        import jax.numpy as jnp
+
+        self._jax = jax
+        self.xp = jnp
+        self.dtype = dtype
+        self.device = device
+        self.asynchronous = device != "cpu"
+        self._np_dtype = np.dtype(dtype)
+        try:
+            self._device = jax.devices(device)[0]
+        except RuntimeError as exc:
+            raise UsageError(f"--device {device}: jax has no such device here ({exc}); "
+                             "accepted: cpu") from None
+        self._default = self._device == jax.devices()[0]
+        self._last: Any = None
+        self._warm: set[tuple[int, ...]] = set()
+        self._ready = False
+
+        self.data = self.convert_data(data)
+        # Arrays are arguments of the compiled functions; everything else is closed over.
+        self._arrays = {k: v for k, v in self.data.items() if isinstance(v, jax.Array)}
+        others = {k: v for k, v in self.data.items() if k not in self._arrays}
+        fn = problem.objective
+
+        def f(x: Any, arrays: Mapping[str, Any]) -> Any:
+            # Full-precision products on every device (GPUs would take float32 matmuls in
+            # TF32 by default, 10-bit mantissas); a no-op on the CPU.
+            with jax.default_matmul_precision("highest"):
+                return fn(x, {**others, **arrays}, jnp)
+
+        self._vg = jax.value_and_grad(f)
+        self._vg_jit = jax.jit(self._vg)
+        self._ready = True
+
+    def value_and_grad(self, x: Any) -> tuple[Any, Any]:
+        self.n_evals += 1
+        self.n_fevals += 1
+        result = self._vg_jit(x, self._arrays)
+        self._last = result
+        return result
+
+    def from_numpy(self, array: Any) -> Any:
+        host = np.asarray(array, dtype=self._np_dtype)
+        # On the default device, uncommitted arrays like every result of jax.numpy (eager
+        # operations are compiled per committed-ness too: mixing both would double them).
+        out = (self.xp.asarray(host) if self._default
+               else self._jax.device_put(host, self._device))
+        if out.dtype != self._np_dtype:
+            raise RuntimeError(f"jax made a {out.dtype} array where {self.dtype} was asked for "
+                               "(was jax_enable_x64 switched off meanwhile?)")
+        if self._ready and out.ndim >= 1 and out.shape not in self._warm:
+            # A point (x0): compile value_and_grad for its shape now, in the set-up time,
+            # rather than inside the timed loop at its first call.
+            # Not a point after all if it fails: a real call with it would then report.
+            self._warm.add(out.shape)
+            with contextlib.suppress(Exception):
+                self._jax.block_until_ready(self._vg_jit(out, self._arrays))
+        return out
+
+    def to_numpy(self, array: Any) -> Any:
+        return np.array(self._jax.device_get(array))  # a writable host copy
+
+    def synchronize(self) -> None:
+        if self._last is not None:
+            self._jax.block_until_ready(self._last)
+
+    def warm_up(self, method: Any, x0: Any, steps: int = 2) -> None:
+        """Take the method's first `steps` steps from `x0` now, untimed and uncounted.
+
+        Step by step, the optimizer computes with eager jax.numpy operations, and JAX compiles
+        each one at its first use in a process (tens of milliseconds each on the CPU, about a
+        second for NAdam's). Called while setting up, this moves that cost out of the timed
+        loop. Two steps, since some methods (L-BFGS) do more from their second step on.
+        """
+        if getattr(method, "run", None) is not None:
+            return
+        xp, counts = self.xp, (self.n_evals, self.n_fevals)
+        try:
+            x, state = x0, method.init(x0, xp)
+            for _ in range(steps):
+                x, state, f, g = method.step(self, x, state)
+                float(f), float(xp.sqrt(xp.sum(g * g)))  # as the runner reads them
+            self._jax.block_until_ready(x)
+        except Exception:  # the timed run meets it again and reports it
+            pass
+        finally:
+            self.n_evals, self.n_fevals = counts
+
+    def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
+        """`steps` steps of `method` from `x0` as one jax.lax.scan, compiled now."""
+        if getattr(method, "done", None) is not None or getattr(method, "run", None) is not None:
+            raise ValueError("this optimizer cannot run as a compiled loop (it needs values on "
+                             "the host between steps)")
+        jax, jnp = self._jax, self.xp
+        x0 = jnp.asarray(x0, dtype=self._np_dtype)
+
+        def fixed(state: Any, like: Any) -> Any:
+            # Python numbers in the initial state (a step count, a running product 1.0)
+            # become arrays of a fixed dtype, so the carry's type is the same after a step:
+            # floats take x's dtype (never a float64 carry in a float32 run).
+            def leaf(v: Any) -> Any:
+                if isinstance(v, bool):
+                    return jnp.asarray(v)
+                if isinstance(v, int):
+                    return jnp.asarray(v, dtype=jnp.int32)
+                if isinstance(v, float) or jnp.issubdtype(jnp.result_type(v), jnp.floating):
+                    return jnp.asarray(v, dtype=like.dtype)
+                return v
+            return jax.tree_util.tree_map(leaf, state)
+
+        def keep_types(new: Any, old: Any) -> Any:
+            # The scan's carry must keep its dtypes; a step that promotes is cast back.
+            return jax.tree_util.tree_map(
+                lambda n, o: n if n.dtype == o.dtype else n.astype(o.dtype), new, old)
+
+        def run(x_start: Any, arrays: Mapping[str, Any], go: Any) -> tuple[Any, Any]:
+            objective = _Traced(self, arrays)
+
+            def body(carry: Any, _: Any) -> tuple[Any, Any]:
+                x, st = carry
+                x_new, st_new, f, _g = method.step(objective, x, st)
+                return keep_types((x_new, st_new), carry), f
+
+            def scan() -> tuple[Any, Any]:
+                state = fixed(method.init(x_start, jnp), x_start)
+                (x_final, _), fs = jax.lax.scan(body, (x_start, state), None, length=steps)
+                return x_final, fs
+
+            def skip() -> tuple[Any, Any]:
+                return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                              jax.eval_shape(scan))
+
+            # `go` false skips the loop: the call that primes dispatch below costs nothing.
+            return jax.lax.cond(go, scan, skip)
+
+        arrays = self._arrays
+        go, no = (jax.device_put(np.asarray(v), self._device) for v in (True, False))
+        compiled = jax.jit(run).lower(x0, arrays, go).compile()
+        # The first call of a compiled executable sets up its dispatch path (~1 ms, about
+        # the loop's own time here): done now, with the loop skipped, it is set-up time.
+        jax.block_until_ready(compiled(x0, arrays, no))
+
+        def loop() -> tuple[Any, Any]:
+            self.n_evals += steps
+            self.n_fevals += steps
+            out = compiled(x0, arrays, go)
+            self._last = out
+            return out
+
+        return loop
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    description = "JAX: jit-compiled value_and_grad; --compile runs the whole loop as lax.scan"
+    devices = ("cpu", "cuda")
+    dtypes = ("float64", "float32")
+    compiles = True
+
+    def available(self, device: str = "cpu") -> str | None:
+        reason = _missing_jax()
+        if reason is None and device == "cuda":
+            reason = _no_cuda()
+        return reason
+
+    def prepare(self, problem, data, *, dtype, device):
+        return JaxObjective(problem, data, dtype, device)
+
+
+@hookimpl
+def register_backends(register):
+    register(JaxBackend())

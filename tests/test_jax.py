@@ -1,0 +1,303 @@
+"""The jax backend, plugins/optbench-jax: agreement with torch and autograd on every built-in
+problem, the compiled whole loop (lax.scan), float32 kept, the command line, divergence.
+
+Needs the distribution installed (the module is skipped otherwise):
+
+    pip install -e plugins/optbench-jax
+
+Correctness only: the loop-time target of the compiled mode (the tutorial's 1000 NAdam steps in
+<= 2 ms) is shown by plugins/optbench-jax/benchmarks/whole_loop.py, not asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax", reason="jax is not installed: pip install -e plugins/optbench-jax")
+pytest.importorskip("optbench_jax",
+                    reason="optbench-jax is not installed: pip install -e plugins/optbench-jax")
+
+from click.testing import CliRunner
+
+import optbench
+from optbench import api
+from optbench.cli.main import cli
+from optbench.core.params import resolve
+from optbench.errors import UsageError
+from optbench.plugins import get_registry
+from optbench.runner import stopping
+from optbench.runner.loop import optimize
+
+TOL = 1e-12  # relative, float64: the same arithmetic as torch and autograd, up to rounding
+EXACT = ("torch", "autograd")
+
+# Every built-in problem, with the variants whose data differ in kind: the puzzle as a matrix
+# (linear) and as compiled equations kept in the data (nonlinear), expr with functions.
+PROBLEMS = [
+    ("regression", {}),
+    ("regression", {"degree": 4, "n_samples": 50, "x_scale": 1.5}),
+    ("puzzle", {}),
+    ("puzzle", {"equations": "x*y = 6; x + y = 5"}),
+    ("puzzle", {"equations": "x^2 + y^2 = 4; exp(x/4) - y = 0; x*z = 1"}),
+    ("rosenbrock", {"n": 5}),
+    ("beale", {}),
+    ("booth", {}),
+    ("himmelblau", {}),
+    ("quadratic", {"n": 8, "kappa": 50.0}),
+    ("expr", {"objective": "(1-x)^2 + 100*(y-x^2)^2"}),
+    ("expr", {"objective": "exp(x/3) + sin(y)*x + sqrt(x^2 + y^2 + 1) - log(2 + cos(z)) "
+                           "+ tanh(x*z) + cosh(y/4) + abs(z - 3)"}),
+]
+IDS = [f"{name}-{i}" for i, (name, _) in enumerate(PROBLEMS)]
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+def instance(name, params, seed=0):
+    registry = get_registry()
+    problem = registry.get("problem", name)
+    return problem, problem.make(resolve(problem.params, params, name), seed)
+
+
+def evaluate(backend_name, problem, inst, point, dtype="float64"):
+    backend = get_registry().get("backend", backend_name)
+    obj = backend.prepare(problem, inst.data, dtype=dtype, device="cpu")
+    f, g = obj.value_and_grad(obj.from_numpy(point))
+    return float(f), np.asarray(obj.to_numpy(g), dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def exact_backends():
+    registry = get_registry()
+    names = [n for n in EXACT if registry.get("backend", n).available("cpu") is None]
+    if not names:
+        pytest.skip("neither torch nor autograd is installed")
+    return names
+
+
+def test_registered_as_a_plugin():
+    registry = get_registry()
+    assert "jax" in registry.names("backend")
+    backend = registry.get("backend", "jax")
+    assert backend.available("cpu") is None and backend.compiles
+    assert backend.dtypes == ("float64", "float32")
+    assert isinstance(backend.available("cuda"), (str, type(None)))
+
+
+def test_the_problem_list_covers_every_built_in_problem():
+    registry = get_registry()
+    built_in = {name for name in registry.names("problem")
+                if registry.owner[("problem", name)].startswith("optbench.")}
+    assert built_in <= {name for name, _ in PROBLEMS}, built_in - {n for n, _ in PROBLEMS}
+
+
+# ---------------------------------------------------------------------------------------
+# Acceptance 1a: agreement with torch and autograd to 1e-12 on every built-in problem
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "params"), PROBLEMS, ids=IDS)
+def test_value_and_gradient_agree(name, params, exact_backends):
+    problem, inst = instance(name, params)
+    rng = np.random.default_rng(1)
+    for point in (inst.x0, inst.x0 + rng.standard_normal(inst.x0.shape)):
+        f_jax, g_jax = evaluate("jax", problem, inst, point)
+        assert np.isfinite(f_jax) and np.all(np.isfinite(g_jax))
+        for other in exact_backends:
+            f, g = evaluate(other, problem, inst, point)
+            assert abs(f_jax - f) <= TOL * abs(f), (other, f_jax, f)
+            assert rel(g_jax, g) <= TOL, (other, g_jax, g)
+
+
+@pytest.mark.parametrize(("name", "params"), PROBLEMS, ids=IDS)
+@pytest.mark.parametrize(("optimizer", "steps"), [("nadam", 200), ("lbfgs", 200)])
+def test_final_points_agree(name, params, optimizer, steps, exact_backends):
+    # L-BFGS runs to its own stop here (under 60 steps): stopped half-way along Rosenbrock's
+    # valley (5-D, 30 steps) torch and autograd themselves differ by 2e-10, rounding amplified.
+    runs = {b: optbench.solve(name, b, optimizer, problem_params=params, steps=steps)
+            for b in ("jax", *exact_backends)}
+    jax_run = runs["jax"]
+    assert jax_run.status in ("max_steps", "converged"), jax_run.message
+    assert jax_run.n_evals >= jax_run.steps
+    for other in exact_backends:
+        assert jax_run.status == runs[other].status and jax_run.steps == runs[other].steps
+        assert rel(jax_run.x, runs[other].x) <= TOL, (other, jax_run.x, runs[other].x)
+
+
+# ---------------------------------------------------------------------------------------
+# Acceptance 1b: the whole loop compiled, the tutorial's regression, 1000 NAdam steps
+# ---------------------------------------------------------------------------------------
+
+
+def test_compiled_tutorial_matches_step_by_step_and_torch(exact_backends):
+    compiled = optbench.solve("regression", "jax", compile=True)  # the tutorial's defaults
+    stepwise = optbench.solve("regression", "jax")
+    assert compiled.optimizer_params["lr"] == 0.01 and compiled.dtype == "float64"
+    assert compiled.status == "max_steps" and compiled.steps == 1000
+    assert compiled.n_evals == 1000  # counted in Python, steps per call
+    assert compiled.time_s > 0 and compiled.setup_s > 0  # compile time is set-up time
+    assert rel(compiled.x, stepwise.x) <= TOL
+    for other in exact_backends:
+        assert rel(compiled.x, optbench.solve("regression", other).x) <= TOL, other
+    # The trace: f at sampled steps from the compiled loop's f values, ending at the final f.
+    steps = [e[0] for e in compiled.trace]
+    assert steps[0] == 0 and steps[-1] == 1000 and steps == sorted(set(steps))
+    assert compiled.trace[0][2] == pytest.approx(stepwise.trace[0][2], rel=1e-14)
+    assert compiled.trace[-1][2] == pytest.approx(compiled.f, rel=1e-12)
+    assert abs(compiled.f - stepwise.f) <= TOL * stepwise.f
+
+
+def test_compiled_tutorial_float32():
+    compiled = optbench.solve("regression", "jax", compile=True, dtype="float32")
+    stepwise = optbench.solve("regression", "jax", dtype="float32")
+    assert compiled.status == "max_steps" and compiled.dtype == "float32"
+    # float32 rounding differs a little (the momentum schedule is carried in float32 there).
+    assert rel(compiled.x, stepwise.x) <= 1e-5
+    assert rel(compiled.x, optbench.solve("regression", "jax").x) <= 1e-4
+
+
+METHODS = [
+    ("nadam", {}),
+    ("nadam", {"weight_decay": 0.01}),
+    ("nadam", {"weight_decay": 0.01, "decoupled_weight_decay": True}),
+    ("adam", {}),
+    ("adam", {"amsgrad": True, "weight_decay": 0.01}),
+    ("adamw", {}),
+    ("sgd", {}),
+    ("sgd", {"momentum": 0.9}),
+    ("sgd", {"momentum": 0.9, "nesterov": True}),
+    ("sgd", {"momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01}),
+]
+
+
+def loops(optimizer, hp, dtype, problem_name="rosenbrock", params=None, steps=150, lr=1e-3):
+    """(x, fs) of the compiled loop and of the runner's step-by-step loop, same objective."""
+    p = api.plan(problem_name, "jax", optimizer, optimizer_params=hp, lr=lr, steps=steps,
+                 dtype=dtype, problem_params=params)
+    obj = p.backends[0].prepare(p.problem, p.instance.data, dtype=dtype, device="cpu")
+    x0 = obj.from_numpy(p.instance.x0)
+    x_c, fs = obj.compiled_loop(p.method, steps, x0)()
+    assert obj.n_evals == steps
+    result = optimize(obj, p.method, x0, steps=steps, criteria=stopping.criteria(None, None, None),
+                      per_decade=0)
+    return x_c, fs, result.x
+
+
+@pytest.mark.parametrize(("optimizer", "hp"), METHODS,
+                         ids=[f"{o}-{'-'.join(hp) or 'defaults'}" for o, hp in METHODS])
+def test_every_first_order_method_traces_and_matches_step_by_step(optimizer, hp):
+    x_c, fs, x_s = loops(optimizer, hp, "float64")
+    assert x_c.dtype == np.float64 and fs.dtype == np.float64 and fs.shape == (150,)
+    assert np.all(np.isfinite(np.asarray(fs)))
+    assert rel(x_c, x_s) <= TOL, (np.asarray(x_c), np.asarray(x_s))
+
+
+@pytest.mark.parametrize(("optimizer", "hp"), METHODS,
+                         ids=[f"{o}-{'-'.join(hp) or 'defaults'}" for o, hp in METHODS])
+def test_float32_keeps_float32_in_both_modes(optimizer, hp):
+    evaluate("jax", *instance("regression", {}), np.ones(3))  # x64 on: float32 must hold anyway
+    lr = 1e-5 if optimizer == "sgd" else 0.01  # plain gradient steps diverge from 1e-3 here
+    x_c, fs, x_s = loops(optimizer, hp, "float32", "regression", {}, steps=100, lr=lr)
+    assert np.all(np.isfinite(np.asarray(fs)))
+    assert x_c.dtype == np.float32 and fs.dtype == np.float32 and x_s.dtype == np.float32
+    assert rel(x_c, x_s) <= 1e-5
+
+
+@pytest.mark.parametrize(("name", "params"), [p for p in PROBLEMS if p[0] in ("expr", "puzzle")],
+                         ids=[i for i in IDS if i.startswith(("expr", "puzzle"))])
+def test_compiled_loop_with_non_array_data(name, params):
+    # Compiled expressions stay in the data under "_..." keys and reach the objective by closure.
+    compiled = optbench.solve(name, "jax", problem_params=params, steps=200, compile=True)
+    stepwise = optbench.solve(name, "jax", problem_params=params, steps=200)
+    assert compiled.status == stepwise.status == "max_steps"
+    assert rel(compiled.x, stepwise.x) <= TOL
+
+
+def test_compiled_mode_refuses_line_search_methods():
+    with pytest.raises(UsageError, match="compiled loop"):
+        api.plan("regression", "jax", "lbfgs", compile=True)
+
+
+def test_data_are_arguments_not_constants():
+    # 10^5 samples: passed to the compiled functions, not baked into them.
+    problem, inst = instance("regression", {"n_samples": 100_000})
+    obj = get_registry().get("backend", "jax").prepare(problem, inst.data, dtype="float64",
+                                                       device="cpu")
+    assert set(obj._arrays) == {k for k, v in inst.data.items() if isinstance(v, np.ndarray)}
+    text = obj._vg_jit.lower(obj.from_numpy(inst.x0), obj._arrays).as_text()
+    assert len(text) < 50_000
+
+
+def test_warm_up_is_uncounted_and_changes_nothing():
+    p = api.plan("regression", "jax", "nadam", steps=50)
+    obj = p.backends[0].prepare(p.problem, p.instance.data, dtype="float64", device="cpu")
+    x0 = obj.from_numpy(p.instance.x0)
+    obj.warm_up(p.method, x0)
+    assert obj.n_evals == 0 and obj.n_fevals == 0
+    crit = stopping.criteria(None, None, None)
+    x = optimize(obj, p.method, x0, steps=50, criteria=crit).x
+    assert obj.n_evals == 50
+    assert rel(x, optbench.solve("regression", "jax", steps=50).x) == 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------------------
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(cli, list(args))
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def test_list_backends_shows_jax():
+    assert "jax" in invoke("list", "backends").stdout
+    rows = json.loads(invoke("list", "backends", "--format", "json").stdout)
+    (row,) = [r for r in rows if r["name"] == "jax"]
+    assert row["plugin"] == "jax" and row["available"] and row["reason"] is None
+
+
+def test_run_all_includes_jax():
+    result = invoke("run", "--backend", "all", "--steps", "30", "--format", "json")
+    assert result.exit_code == 0, result.output
+    records = {r["backend"]: r for r in json.loads(result.stdout)}
+    assert "jax" in records
+    r = records["jax"]
+    assert r["status"] == "max_steps" and r["steps"] == r["n_evals"] == 30
+    for other in set(EXACT) & set(records):
+        assert rel(r["x"], records[other]["x"]) <= TOL
+
+
+def test_run_compile_on_the_command_line():
+    for dtype in ("float64", "float32"):
+        result = invoke("run", "--backend", "jax", "--compile", "--steps", "1000", "--dtype",
+                        dtype, "--format", "json")
+        assert result.exit_code == 0, result.output
+        (r,) = json.loads(result.stdout)
+        assert r["backend"] == "jax" and r["dtype"] == dtype and r["status"] == "max_steps"
+        assert r["steps"] == r["n_evals"] == 1000 and r["setup_s"] > 0
+    # --backend all --compile keeps the backends that compile, jax among them.
+    result = invoke("run", "--backend", "all", "--compile", "--steps", "10", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "jax" in {r["backend"] for r in json.loads(result.stdout)}
+
+
+# ---------------------------------------------------------------------------------------
+# Divergence
+# ---------------------------------------------------------------------------------------
+
+
+def test_divergence_in_compiled_mode_names_the_step():
+    options = {"optimizer_params": {}, "lr": 1e3, "steps": 200}
+    compiled = optbench.solve("regression", "jax", "sgd", compile=True, **options)
+    stepwise = optbench.solve("regression", "jax", "sgd", **options)
+    assert compiled.status == stepwise.status == "diverged"
+    assert f"at step {stepwise.steps}" in compiled.message, (compiled.message, stepwise.message)
+    assert "compiled loop" in compiled.message
