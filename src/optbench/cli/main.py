@@ -13,7 +13,7 @@ import sys
 import click
 
 from optbench import __version__
-from optbench.cli import campaigns, equations
+from optbench.cli import campaigns, check, equations
 from optbench.cli.options import FORMATS, RegistryName, parse_numbers
 from optbench.errors import UsageError
 
@@ -117,6 +117,7 @@ cli.add_command(equations.solve)
 cli.add_command(campaigns.bench)
 cli.add_command(campaigns.report)
 cli.add_command(equations.grad)
+cli.add_command(check.check)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -106,7 +106,8 @@ def _strong_wolfe(evaluate, t, d_norm, start, c1=1e-4, c2=0.9, tolerance_change=
 
     # Zoom: shrink the bracket until a point satisfies the conditions.
     insuf_progress = False
-    low, high = (0, 1) if bracket[0].f <= bracket[-1].f else (1, 0)
+    # A one-point bracket (Wolfe met at once, or f not comparable) has no high end.
+    low, high = (0, 1) if len(bracket) == 1 or bracket[0].f <= bracket[-1].f else (1, 0)
     while not done and ls_iter < max_ls:
         a, b = bracket
         if abs(b.t - a.t) * d_norm < tolerance_change:

@@ -1,0 +1,92 @@
+"""`optbench check`: the conformance kit (optbench.testing) from the command line.
+
+Exit status: 0 when every check passed (skipped ones fail nothing), 1 when any failed,
+2 for bad input (an unknown name: one line listing the valid ones).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from optbench.cli.options import FORMATS, RegistryName
+
+
+@click.command()
+@click.option("--backend", "backends", multiple=True, type=RegistryName("backend",
+              allow_all=True), help="a backend to check (repeatable; 'all' for every one)")
+@click.option("--optimizer", "optimizers", multiple=True, type=RegistryName("optimizer",
+              allow_all=True), help="an optimizer to check (repeatable; 'all' for every one)")
+@click.option("--device", default=None, help="where the backend checks run [default: cpu "
+              "when usable]; the device check covers every declared device")
+@click.option("--only", "only", multiple=True, metavar="CHECK",
+              help="run only this check (repeatable), e.g. --only gradient[float32]")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def check(backends, optimizers, device, only, fmt):
+    """Check that a backend or optimizer plugin keeps optbench's contracts.
+
+    Backends: gradients against finite differences on every built-in problem (float64 and
+    float32), dtype and device kept, the same seed gives the same result, non-finite values
+    end a run as "diverged", available() gives a reason. Optimizers: runs on every built-in
+    backend, pure steps, descent on a convex quadratic, the same trajectory on torch and
+    autograd, non-finite values end as "diverged".
+    """
+    from optbench.plugins import get_registry
+    from optbench.testing.backend import BACKEND_CHECKS, check_backend
+    from optbench.testing.optimizer import OPTIMIZER_CHECKS, check_optimizer
+
+    if not backends and not optimizers:
+        raise click.UsageError("give --backend NAME and/or --optimizer NAME")
+    registry = get_registry()
+    backends = _expand(backends, registry.names("backend"))
+    optimizers = _expand(optimizers, registry.names("optimizer"))
+    known = set(BACKEND_CHECKS) if backends else set()
+    known |= set(OPTIMIZER_CHECKS) if optimizers else set()
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise click.UsageError(f"--only {unknown[0]!r} is not a check; the checks: "
+                               f"{', '.join(sorted(known))}")
+    if device is not None:
+        for name in backends:
+            declared = registry.get("backend", name).devices
+            if device not in declared:
+                raise click.UsageError(f"--device {device} is not accepted: backend {name} "
+                                       f"declares {', '.join(declared)}")
+
+    reports = []
+    for name in backends:
+        chosen = [c for c in BACKEND_CHECKS if not only or c in only]
+        if chosen:
+            _progress(fmt, f"checking backend {name} ...")
+            reports.append(check_backend(name, registry=registry, device=device,
+                                         checks=chosen))
+    for name in optimizers:
+        chosen = [c for c in OPTIMIZER_CHECKS if not only or c in only]
+        if chosen:
+            _progress(fmt, f"checking optimizer {name} ...")
+            reports.append(check_optimizer(name, registry=registry, checks=chosen))
+
+    if fmt == "json":
+        click.echo(json.dumps([r.to_json() for r in reports], indent=1))
+    else:
+        click.echo("\n\n".join(str(r) for r in reports))
+    if not all(r.ok for r in reports):
+        failed = ", ".join(f"{r.kind} {r.name}" for r in reports if not r.ok)
+        click.echo(f"optbench: check failed: {failed}", err=True)
+        sys.exit(1)
+
+
+def _expand(names: tuple[str, ...], every: list[str]) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        for one in every if name == "all" else [name]:
+            if one not in out:
+                out.append(one)
+    return out
+
+
+def _progress(fmt: str, text: str) -> None:
+    if fmt == "table":
+        click.echo(f"optbench: {text}", err=True)

@@ -1,0 +1,182 @@
+"""What the backend and optimizer checks share: running a check, the cases, the registry."""
+
+from __future__ import annotations
+
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from optbench import hookimpl
+from optbench.core import Backend, Instance, Optimizer, Problem
+from optbench.core.params import resolve
+from optbench.errors import UsageError
+from optbench.plugins import Registry, get_registry
+from optbench.testing.report import CheckResult
+
+BUILTIN_PREFIX = "optbench."
+"""Plugins whose name starts with this are optbench's own (the built-in modules)."""
+
+# The built-in problems' parameters for the checks; a built-in problem not named here is
+# checked with its defaults. `expr` needs an objective: this one calls most functions of the
+# expression language (all of them analytic, so complex-step backends may pass it too).
+EXPR_OBJECTIVE = ("(1 - x)^2 + 100*(y - x^2)^2 + exp(z/4)*sin(x*z) + log(1 + y^2)*cos(z)"
+                  " + tanh(x - y)/2 + sqrt(1 + z^2) + sinh(z/3)*cosh(y/5)")
+CASE_PARAMS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "expr": [("expr", {"objective": EXPR_OBJECTIVE})],
+    "rosenbrock": [("rosenbrock(n=4)", {"n": 4})],
+    "quadratic": [("quadratic(n=6)", {"n": 6, "kappa": 100.0})],
+    # The tutorial's linear system (matrix form) and a nonlinear one (the expression path).
+    "puzzle": [("puzzle", {}),
+               ("puzzle(nonlinear)", {"equations": "A*B = 6; A + B^2 = 11; A*C - B = 1"})],
+    "regression": [("regression", {}),
+                   ("regression(degree=4, noisy)", {"degree": 4, "noise": 0.5,
+                                                    "x_scale": 2.0}),
+                   ("regression(orthogonal basis)", {"basis": "orthogonal"})],
+}
+
+
+class Skip(Exception):
+    """Raised by a check that cannot run here; its message says why."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """A built-in problem with fixed parameters, made with seed 0."""
+
+    label: str
+    problem: Problem
+    params: Mapping[str, Any]
+    instance: Instance
+
+
+def builtin_names(registry: Registry, kind: str) -> list[str]:
+    return [n for n in registry.names(kind)
+            if registry.owner.get((kind, n), "").startswith(BUILTIN_PREFIX)]
+
+
+def builtin_cases(registry: Registry, seed: int = 0) -> list[Case]:
+    """Every problem optbench's own plugins registered, each with its parameter sets."""
+    cases = []
+    for name in builtin_names(registry, "problem"):
+        problem = registry.get("problem", name)
+        for i, (label, given) in enumerate(CASE_PARAMS.get(name, [(name, {})])):
+            try:
+                params = resolve(problem.params, given, name)
+            except UsageError:
+                if i == 0:
+                    raise
+                continue  # a variant this version of the problem does not have
+            cases.append(Case(label, problem, params, problem.make(params, seed)))
+    return cases
+
+
+def resolve_object(kind: str, value: Any, registry: Registry) -> Any:
+    """A registered name, an instance, or a class (instantiated) -> the plugin object."""
+    expected = {"backend": Backend, "optimizer": Optimizer}[kind]
+    if isinstance(value, str):
+        return registry.get(kind, value)  # UsageError naming the valid ones
+    if isinstance(value, type):
+        value = value()
+    if not isinstance(value, expected):
+        raise UsageError(f"expected a {kind} name, or an instance or subclass of "
+                         f"optbench.core.{expected.__name__}; got {value!r}")
+    return value
+
+
+def owner_of(kind: str, obj: Any, registry: Registry) -> str | None:
+    name = getattr(obj, "name", None)
+    if isinstance(name, str) and registry.items[kind].get(name) is obj:
+        return registry.owner.get((kind, name))
+    return None
+
+
+class _Objects:
+    """A plugin registering given objects: for a registry of exactly what a check runs."""
+
+    def __init__(self, backends=(), problems=(), optimizers=()) -> None:
+        self.backends, self.problems, self.optimizers = backends, problems, optimizers
+
+    @hookimpl
+    def register_backends(self, register):
+        for obj in self.backends:
+            register(obj)
+
+    @hookimpl
+    def register_problems(self, register):
+        for obj in self.problems:
+            register(obj)
+
+    @hookimpl
+    def register_optimizers(self, register):
+        for obj in self.optimizers:
+            register(obj)
+
+
+def run_registry(backends: Iterable[Backend] = (), problems: Iterable[Problem] = (),
+                 optimizers: Iterable[Optimizer] = ()) -> Registry:
+    """A registry holding only these objects, so that `optbench.api` runs them by name.
+
+    The object under test need not be registered anywhere else (a test passes it in), and no
+    name can clash with an installed plugin.
+    """
+    registry = Registry()
+    info = registry.add("optbench.testing",
+                        lambda: _Objects(list(backends), list(problems), list(optimizers)))
+    if info.error:
+        raise UsageError(f"cannot register the objects under test: {info.error}")
+    return registry
+
+
+def default_registry(registry: Registry | None) -> Registry:
+    return registry if registry is not None else get_registry()
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Overflow and NaN are what some checks provoke: no numpy warnings about them."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def run_check(name: str, check: Callable[[Any], CheckResult], subject: Any) -> CheckResult:
+    """Run one check; a Skip becomes a skipped result, any other exception a failure."""
+    started = time.perf_counter()
+    try:
+        result = check(subject)
+    except Skip as skip:
+        result = CheckResult(name, True, str(skip), skipped=True)
+    except Exception as exc:
+        result = CheckResult(name, False, f"the check raised {describe(exc)}")
+    result.name = name
+    result.time_s = time.perf_counter() - started
+    return result
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message (at file:line)`: the innermost frame, where it went wrong."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        frame = frames[-1]
+        text += f" (at {frame.filename}:{frame.lineno})"
+    return text
+
+
+def verdict(name: str, failures: list[str], ok: str, heading: str = "") -> CheckResult:
+    """A result from the list of what is wrong (empty: passed, with the `ok` message)."""
+    if not failures:
+        return CheckResult(name, True, ok)
+    lines = ([heading] if heading else []) + failures
+    return CheckResult(name, False, "\n".join(lines))
+
+
+def host(objective: Any, array: Any) -> np.ndarray:
+    """A backend array as a float64 numpy copy."""
+    return np.array(objective.to_numpy(array), dtype=np.float64)
