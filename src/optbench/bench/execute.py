@@ -121,23 +121,32 @@ class _Sigint:
     Third-party code may catch BaseException (autograd's import does, so a SIGINT landing
     there was lost and the campaign ran on); the flag stops the campaign after that run.
     Installed only over Python's default handler, in the main thread: an ignored SIGINT
-    (a background job) stays ignored.
+    (a background job) stays ignored. One landing in a destructor (Dask's Future.__del__)
+    is swallowed there too, and Python would print "Exception ignored in ..." with a
+    traceback: that report is dropped, the flag has it.
     """
 
     def __init__(self) -> None:
         self.seen = False
         self._defer = False
         self._previous: Any = None
+        self._previous_hook: Any = None
 
     def __enter__(self) -> _Sigint:
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+            sys.unraisablehook = self._previous_hook
+
+    def _unraisable(self, info: Any) -> None:
+        if not (self.seen and isinstance(info.exc_value, KeyboardInterrupt)):
+            self._previous_hook(info)
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.seen = True

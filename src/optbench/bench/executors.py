@@ -19,7 +19,9 @@ from typing import Any
 from optbench.bench.campaign import Campaign, RunSpec
 from optbench.errors import UsageError
 
-CONNECT_TIMEOUT_S = 8
+# An unreachable scheduler must be reported within 10 s of the command's start: the
+# interpreter, imports and the grid take 0.5 s on an idle machine, 2 s on a loaded one.
+CONNECT_TIMEOUT_S = 5
 
 
 class InProcess:
@@ -49,7 +51,13 @@ def require_dask() -> Any:
 def _quiet_dask() -> Iterator[None]:
     # Dask logs connection retries and worker deaths at WARNING/ERROR; the campaign reports
     # what matters itself (one line), so its loggers stay quiet meanwhile.
-    loggers = [logging.getLogger(n) for n in ("distributed", "tornado", "asyncio")]
+    # Their children with levels of their own too (Dask sets distributed.client to WARNING:
+    # "Couldn't gather 1 keys, rescheduling" when a worker dies).
+    roots = ("distributed", "tornado", "asyncio")
+    names = [*roots, *(n for n, lg in list(logging.root.manager.loggerDict.items())
+                       if isinstance(lg, logging.Logger) and lg.level
+                       and n.split(".")[0] in roots and n not in roots)]
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
@@ -82,6 +90,12 @@ class Dask:
                     dashboard_address=None, silence_logs=logging.CRITICAL,
                     scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
                 self.client = distributed.Client(self.cluster)
+        except ValueError as exc:  # a malformed address: no port, unknown scheme...
+            self._quiet.__exit__(None, None, None)
+            if scheduler is None:
+                raise
+            raise UsageError(f"--scheduler {scheduler!r} is not accepted: {exc} "
+                             "(expected tcp://HOST:PORT)") from None
         except (OSError, TimeoutError) as exc:
             self._quiet.__exit__(None, None, None)
             where = scheduler or "a local cluster"
@@ -99,12 +113,14 @@ class Dask:
         try:
             for future in as_completed(futures):
                 spec = futures.pop(future)
-                if future.status == "finished":
-                    yield spec, future.result()
-                else:  # KilledWorker after repeated worker deaths, or a failure outside a run
-                    exc = future.exception()
-                    yield spec, error_record(spec, campaign, campaign_id,
-                                             f"{type(exc).__name__}: {exc}")
+                # Not future.status: a run that finished on a worker that died before its
+                # result was fetched is "lost" again, and result() waits for its rerun.
+                try:
+                    record = future.result()
+                except Exception as exc:  # KilledWorker after repeated worker deaths...
+                    record = error_record(spec, campaign, campaign_id,
+                                          f"{type(exc).__name__}: {exc}")
+                yield spec, record
         finally:
             self.client.cancel(list(futures))
 
