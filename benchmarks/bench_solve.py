@@ -28,6 +28,8 @@ class TimeToTarget:
         self._solve(problem, backend)
 
     def track_loop_s(self, problem, backend):
-        return self._solve(problem, backend).time_s
+        # A loop of a few ms is at the mercy of the machine's other work, and a track_ value
+        # has no statistics for asv compare to weigh: the best of 5, as bench_startup does.
+        return min(self._solve(problem, backend).time_s for _ in range(5))
 
     track_loop_s.unit = "seconds"

@@ -54,7 +54,14 @@ def compare(base: str, head: str, machine: str, factor: float) -> list[str]:
                           "--factor", str(factor), "--split"], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
     print(out, flush=True)
-    return [line for line in out.splitlines() if line.lstrip()[:1] in ("+", "!")]
+    # Rows look like "| +  | 1.9ms | 6.0ms | 3.14 | name |" (or, in older asv, without the
+    # bars); the first cell is the change mark: '+' slower, '!' broken.
+    return [line for line in out.splitlines() if change_mark(line) in ("+", "!")]
+
+
+def change_mark(row: str) -> str:
+    first = row.strip().strip("|").split("|")[0].split()
+    return first[0] if first else ""
 
 
 def main() -> int:

@@ -9,7 +9,6 @@ keeps a screenshot: in pytest's tmp_path, and copied to $OPTBENCH_ARTIFACTS when
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import math
 import os
@@ -17,18 +16,17 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from browser import CHROMIUM, DevTools
 from optbench import report
 from optbench.report import page as page_module
 from optbench.report.data import task_of
 
-CHROMIUM = Path("/usr/bin/chromium")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMAGES_JS = ("JSON.stringify(Array.from(document.images).map(i => ({complete: i.complete, "
              "width: i.naturalWidth, height: i.naturalHeight, "
@@ -353,79 +351,6 @@ def test_html_is_written_atomically(tmp_path, monkeypatch):
 
 
 # ---- the page in a real browser --------------------------------------------------------------
-
-class DevTools:
-    """Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe): JSON
-    messages ending in NUL, written to the browser's fd 3 and read from its fd 4. Needs only
-    the standard library: no websocket client, no driver."""
-
-    def __init__(self, user_data_dir: Path, log: Path) -> None:
-        to_browser_r, self._w = os.pipe()
-        self._r, from_browser_w = os.pipe()
-
-        def fds() -> None:  # in the child: its fds 3 and 4 are the pipe's ends
-            a = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10)
-            b = fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in close()
-        self.proc = subprocess.Popen(
-            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
-             f"--user-data-dir={user_data_dir}", "--remote-debugging-pipe",
-             "--window-size=1280,900", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-            preexec_fn=fds, pass_fds=(3, 4))
-        os.close(to_browser_r)
-        os.close(from_browser_w)
-        self._buf = b""
-        self._id = 0
-        self.events: list[dict[str, Any]] = []
-        self.session: str | None = None
-
-    def send(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float = 30.0) -> dict[str, Any]:
-        self._id += 1
-        message: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
-        if self.session and not method.startswith(("Target.", "Browser.")):
-            message["sessionId"] = self.session
-        os.write(self._w, json.dumps(message).encode() + b"\0")
-        reply = self.wait(lambda m: m.get("id") == self._id, timeout)
-        if "error" in reply:
-            raise RuntimeError(f"{method}: {reply['error']}")
-        return reply["result"]
-
-    def wait(self, match: Any, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\0" in self._buf:
-                raw, self._buf = self._buf.split(b"\0", 1)
-                message = json.loads(raw)
-                if "method" in message:
-                    self.events.append(message)
-                if match(message):
-                    return message
-            if time.monotonic() > deadline:
-                raise TimeoutError("chromium did not answer in time")
-            chunk = os.read(self._r, 1 << 20)
-            if not chunk:
-                raise RuntimeError("chromium closed the pipe")
-            self._buf += chunk
-
-    def close(self) -> None:
-        try:
-            os.write(self._w, json.dumps({"id": 0, "method": "Browser.close"}).encode() + b"\0")
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-        finally:
-            os.close(self._w)
-            os.close(self._r)
-            self._log.close()
-
 
 def browse(page: Path, workdir: Path) -> tuple[list[dict[str, Any]], list[dict], bytes]:
     """Open `page` in headless chromium: (protocol events, one dict per <img>, screenshot)."""

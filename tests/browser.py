@@ -1,0 +1,104 @@
+"""Headless chromium (Debian's /usr/bin/chromium) driven over the DevTools protocol on a pipe.
+
+Shared by the browser tests (tests/test_report.py, tests/test_asv.py). Only the standard
+library: no websocket client, no driver.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+class DevTools:
+    """Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe): JSON
+    messages ending in NUL, written to the browser's fd 3 and read from its fd 4. Needs only
+    the standard library: no websocket client, no driver.
+
+    `handlers` maps an event's method to a function called with the event as it is read
+    (for events that must be answered, such as Fetch.requestPaused); a handler answers with
+    post(), which does not wait for the reply."""
+
+    def __init__(self, user_data_dir: Path, log: Path, window_size: str = "1280,900") -> None:
+        to_browser_r, self._w = os.pipe()
+        self._r, from_browser_w = os.pipe()
+
+        def fds() -> None:  # in the child: its fds 3 and 4 are the pipe's ends
+            a = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10)
+            b = fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
+             f"--user-data-dir={user_data_dir}", "--remote-debugging-pipe",
+             f"--window-size={window_size}", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            preexec_fn=fds, pass_fds=(3, 4))
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._buf = b""
+        self._id = 0
+        self.events: list[dict[str, Any]] = []
+        self.session: str | None = None
+        self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
+
+    def post(self, method: str, params: dict[str, Any] | None = None) -> int:
+        """Send a command without waiting for its reply; its id."""
+        self._id += 1
+        message: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
+        if self.session and not method.startswith(("Target.", "Browser.")):
+            message["sessionId"] = self.session
+        os.write(self._w, json.dumps(message).encode() + b"\0")
+        return self._id
+
+    def send(self, method: str, params: dict[str, Any] | None = None,
+             timeout: float = 30.0) -> dict[str, Any]:
+        sent = self.post(method, params)
+        reply = self.wait(lambda m: m.get("id") == sent, timeout)
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    def wait(self, match: Any, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buf:
+                raw, self._buf = self._buf.split(b"\0", 1)
+                message = json.loads(raw)
+                if "method" in message:
+                    self.events.append(message)
+                    handler = self.handlers.get(message["method"])
+                    if handler is not None:
+                        handler(message)
+                if match(message):
+                    return message
+            if time.monotonic() > deadline:
+                raise TimeoutError("chromium did not answer in time")
+            chunk = os.read(self._r, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed the pipe")
+            self._buf += chunk
+
+    def close(self) -> None:
+        try:
+            os.write(self._w, json.dumps({"id": 0, "method": "Browser.close"}).encode() + b"\0")
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            os.close(self._w)
+            os.close(self._r)
+            self._log.close()
