@@ -141,3 +141,21 @@ def test_tutorial_puzzle_gradient(registry, backends):
     g_ref = 2.0 * m.T @ (m @ x - b)
     check_backends(backends, problem, inst, x, float(np.sum((m @ x - b) ** 2)), g_ref,
                    1.0, 1.0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "autograd"])
+def test_hessian_vector_products_match_the_closed_form(backend):
+    # Rosenbrock's Hessian in closed form at a point, against the backend's hvp.
+    from optbench.plugins import get_registry
+
+    registry = get_registry()
+    problem = registry.get("problem", "rosenbrock")
+    inst = problem.make({"n": 2}, 0)
+    objective = registry.get("backend", backend).prepare(problem, inst.data, dtype="float64",
+                                                         device="cpu")
+    a, b = 0.7, -0.3
+    hessian = np.array([[1200 * a**2 - 400 * b + 2, -400 * a], [-400 * a, 200.0]])
+    v = np.array([0.25, -1.5])
+    hv = objective.to_numpy(objective.hvp(objective.from_numpy(np.array([a, b])),
+                                          objective.from_numpy(v)))
+    np.testing.assert_allclose(hv, hessian @ v, rtol=1e-12)

@@ -119,7 +119,7 @@ def test_converges(problem, optimizer, backend):
     scipy_name = get_registry().get("optimizer", optimizer).scipy_name
     assert record.message.startswith(f"scipy {scipy_name} ")
     assert 0 < record.steps < 1000
-    assert record.n_evals >= record.steps + 1  # x0, then at least one per iteration
+    assert record.n_evals >= record.steps  # at least one evaluation per iteration
     assert record.relative_error < 1e-3
     assert record.f - record.reference["f"] < 1e-6
     steps = [row[0] for row in record.trace]

@@ -22,6 +22,12 @@ class AutogradObjective(Objective):
         self._np_dtype = np.dtype(dtype)
         self.data = self.convert_data(data)
         self._vg = autograd.value_and_grad(lambda x: problem.objective(x, self.data, anp))
+        self._hvp = autograd.hessian_vector_product(
+            lambda x: problem.objective(x, self.data, anp))
+
+    def hvp(self, x: Any, v: Any) -> Any:
+        """Hessian-vector product H(x)·v (forward over reverse), for second-order methods."""
+        return np.asarray(self._hvp(x, v), dtype=self._np_dtype)
 
     def value_and_grad(self, x: Any) -> tuple[Any, Any]:
         self.n_evals += 1

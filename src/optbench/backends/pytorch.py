@@ -44,6 +44,16 @@ class TorchObjective(Objective):
             (g,) = torch.autograd.grad(f, leaf)
         return f.detach(), g
 
+    def hvp(self, x: Any, v: Any) -> Any:
+        """Hessian-vector product H(x)·v by double backward (second-order optimizers)."""
+        torch = self._torch
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self._fn(leaf, self.data, torch), leaf,
+                                       create_graph=True)
+            (hv,) = torch.autograd.grad(g, leaf, grad_outputs=v)
+        return hv.detach()
+
     def from_numpy(self, array: Any) -> Any:
         return self._torch.as_tensor(array, dtype=self._tdtype, device=self._tdevice)
 

@@ -60,6 +60,9 @@ class Objective(ABC):
 
         return np.asarray(array)
 
+    # Optional: hvp(x, v) -> H(x)·v in the backend's arrays, for second-order optimizers
+    # (torch and autograd have it; optimizers look for it with getattr).
+
     def warm_up(self, method: Any, x0: Any) -> None:
         """Optional: for backends that compile each operation on first use (JAX), run a few
         steps of `method` from `x0` untimed and uncounted, so that cost lands in setup_s."""
