@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from optbench import api
-from optbench.core import Instance, Problem, RunRecord
+from optbench.core import Instance, Problem, Reference, RunRecord
 from optbench.errors import UsageError
 from optbench.expr import parse_system
 from optbench.expr.linear import analyse
@@ -58,9 +58,13 @@ def read_puzzle_file(path: str) -> dict[str, Any]:
 def solve_equations(equations: Sequence[str] = (), *, file: str | None = None,
                     variables: Sequence[str] | None = None, backend: str = "torch",
                     optimizer: str = "nadam", starts: int = 1, start_scale: float = 5.0,
-                    steps: int = 2000, x0: Sequence[float] | None = None,
-                    **options: Any) -> list[RunRecord]:
-    """Solve the equations on one backend (or "all"); one record per backend."""
+                    steps: int = 10_000, tol: float | None = 1e-20,
+                    x0: Sequence[float] | None = None, **options: Any) -> list[RunRecord]:
+    """Solve the equations on one backend (or "all"); one record per backend.
+
+    The defaults are `optbench solve`'s: NAdam, lr 0.01, until f - f* <= 1e-20 (linear
+    systems) or 10,000 steps.
+    """
     if file is not None:
         if equations:
             raise UsageError("give equations or --file, not both")
@@ -84,13 +88,20 @@ def solve_equations(equations: Sequence[str] = (), *, file: str | None = None,
     if x0 is not None:
         x0 = list(numbers_list(list(x0), len(system.variables), "x0"))
     plan = api.plan("puzzle", backend, optimizer, problem_params=params, steps=steps,
-                    x0=x0, **options)
+                    x0=x0, tol=tol, **options)
     if starts > 1:
         rng = np.random.default_rng(plan.seed)
         batch = start_scale * rng.standard_normal((starts, len(system.variables)))
         instance = Instance(plan.instance.data, batch, plan.instance.variables)
+        # The batch's objective is the sum over starts: its optimum is starts·f*, and no
+        # single x* describes it (each start finds its own point).
+        reference = None if plan.reference is None else Reference(
+            x=plan.reference.x, f=starts * plan.reference.f, unique=False,
+            details=plan.reference.details)
+        # The tolerance stays per start: the sum meets starts·tol when the starts do on average.
         plan = dataclasses.replace(plan, problem=MultiStart(plan.problem), instance=instance,
-                                   reference=None)
+                                   reference=reference,
+                                   tol=None if plan.tol is None else plan.tol * starts)
     analysis = analyse(system.matrix, system.rhs, system.variables) if system.linear else None
     return [_describe(api.execute(plan, b), system, analysis, starts) for b in plan.backends]
 
