@@ -14,30 +14,12 @@ import numpy as np
 import pytest
 
 import optbench
-from optbench.cli.main import main
+from clitools import assert_usage_error, run_main
 from optbench.core.params import resolve
 
 CPU_BACKENDS = ["torch", "autograd", "fd"]
 HIMMELBLAU_MINIMA = np.array([[3.0, 2.0], [-2.805118, 3.131312], [-3.779310, -3.283186],
                               [3.584428, -1.848126]])
-
-
-def run_main(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return (0 if exc.value.code is None else exc.value.code), out, err
-
-
-def assert_usage_error(code: int, out: str, err: str, *fragments: str) -> None:
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("optbench: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def lbfgs(problem: str, backend: str, **params):

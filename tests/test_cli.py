@@ -15,35 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from clitools import assert_usage_error, run_main
 from optbench import __version__
-from optbench.cli.main import main
-
-
-def run_main(capsys, *argv: str) -> tuple[int, str, str]:
-    """`optbench ARGV` in-process: (exit status, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    code = exc.value.code
-    return (0 if code is None else code), out, err
 
 
 def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python -m optbench ARGV` in a subprocess."""
     return subprocess.run([sys.executable, "-m", "optbench", *argv], capture_output=True,
                           text=True, timeout=120, env={**os.environ, **(env or {})})
-
-
-def assert_usage_error(code: int, out: str, err: str, *fragments: str) -> None:
-    """Exit 2, nothing on stdout, exactly one line on stderr holding every fragment."""
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("optbench: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 # -- bad input: one line on stderr, exit 2 -----------------------------------------------------

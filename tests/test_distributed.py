@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from clitools import run_main
 from optbench.bench.campaign import Campaign, expand
-from optbench.cli.main import main
 from optbench.results import run_key
 
 try:
@@ -69,15 +69,6 @@ def bench_popen(*argv: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "optbench", "bench", "-q", *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
-
-
-def run_main(capsys, *argv: str) -> tuple[int, str, str]:
-    """`optbench ARGV` in-process: (exit status, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    code = exc.value.code
-    return (0 if code is None else code), out, err
 
 
 def strict_json(line: bytes) -> dict:

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from optbench.cli.main import main
+from clitools import run_main
 from optbench.errors import UsageError
 from optbench.expr import ParseError, compile_expression, parse_equation, parse_system
 from optbench.expr.parse import MAX_LENGTH
@@ -319,13 +319,6 @@ def test_non_text_is_refused():
 
 
 # -- the same refusals through the command line -------------------------------------------------
-
-def run_main(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return (0 if exc.value.code is None else exc.value.code), out, err
-
 
 def assert_one_line_error(code: int, out: str, err: str) -> str:
     assert code == 2, (code, out, err)

@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from optbench.cli.main import main
+from clitools import assert_usage_error, run_main
 from optbench.errors import UsageError
 from optbench.expr import ParseError
 from optbench.gradient import gradient, parse_point
@@ -20,28 +20,10 @@ CPU_BACKENDS = ["autograd", "fd", "torch"]
 TOL = {"torch": 1e-12, "autograd": 1e-12, "fd": 1e-6}
 
 
-def run_main(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return (0 if exc.value.code is None else exc.value.code), out, err
-
-
 def grad_json(capsys, *argv: str) -> dict:
     code, out, err = run_main(capsys, "grad", *argv, "--format", "json")
     assert code == 0, (code, err)
     return json.loads(out)
-
-
-def assert_usage_error(code: int, out: str, err: str, *fragments: str) -> None:
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("optbench: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def test_x_times_x_at_3_6(capsys):

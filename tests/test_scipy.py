@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import optbench
+from clitools import run_main
 from optbench import api
 from optbench.backends.pytorch import TorchBackend
 from optbench.errors import UsageError
@@ -338,17 +339,6 @@ def test_nist_runs_match_the_command_line(bench, capsys):
 # ---------------------------------------------------------------------------------------
 # 3. Command line
 # ---------------------------------------------------------------------------------------
-
-def run_main(capsys, *argv: str) -> tuple[int, str, str]:
-    """`optbench ARGV` in-process, as tests/test_cli.py does: (exit status, stdout, stderr)."""
-    from optbench.cli.main import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return (0 if exc.value.code is None else exc.value.code), out, err
-
 
 def test_list_optimizers_shows_them(capsys):
     code, out, _ = run_main(capsys, "list", "optimizers")

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pytest
 
-from optbench.cli.main import main
+from clitools import assert_usage_error, run_main
 from optbench.errors import UsageError
 from optbench.expr import ParseError
 from optbench.solving import solve_equations
@@ -24,28 +24,10 @@ TUTORIAL = ["A + B = 9", "C - D = 1", "A + C = 8", "B - D = 2"]
 CPU_BACKENDS = {"torch", "autograd", "fd"}
 
 
-def run_main(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return (0 if exc.value.code is None else exc.value.code), out, err
-
-
 def solve_json(capsys, *argv: str) -> list[dict]:
     code, out, err = run_main(capsys, "solve", *argv, "--format", "json")
     assert code == 0, (code, err)
     return json.loads(out)
-
-
-def assert_usage_error(code: int, out: str, err: str, *fragments: str) -> None:
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("optbench: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def collinear(u, v) -> float:

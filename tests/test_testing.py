@@ -25,8 +25,8 @@ import pytest
 import tomllib
 
 import optbench
+from clitools import run_main
 from optbench.backends.finite_diff import FiniteDifferenceBackend, FiniteDifferenceObjective
-from optbench.cli.main import main
 from optbench.core import Method, Optimizer
 from optbench.errors import UsageError
 from optbench.optimizers import common
@@ -563,13 +563,6 @@ def test_the_class_fails_per_check_with_the_message():
         BackendConformance().test_declared()
     # The base classes are not collected: their names do not start with "Test".
     assert not BackendConformance.__name__.startswith("Test")
-
-
-def run_main(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exc.value.code or 0, out, err
 
 
 @pytest.fixture
