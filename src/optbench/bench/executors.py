@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,17 @@ def require_dask() -> Any:
     return distributed
 
 
+_ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
+def check_address(address: str) -> None:
+    """tcp://HOST:PORT (or tls://), checked here: Dask's own parsing of a malformed
+    address fails in ways that depend on its state (ValueError, or a bare AssertionError)."""
+    match = _ADDRESS.fullmatch(address)
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        raise UsageError(f"--scheduler {address!r} is not accepted: expected tcp://HOST:PORT")
+
+
 @contextlib.contextmanager
 def _quiet_dask() -> Iterator[None]:
     # Dask logs connection retries and worker deaths at WARNING/ERROR; the campaign reports
@@ -76,6 +88,8 @@ class Dask:
 
     def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
         distributed = require_dask()
+        if scheduler is not None:
+            check_address(scheduler)
         self._quiet = _quiet_dask()
         self._quiet.__enter__()
         self.cluster = None
