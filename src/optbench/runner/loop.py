@@ -94,10 +94,6 @@ def optimize(objective: Objective, method: Method, x0: Any, *, steps: int,
     return LoopResult(status, message, k, x, elapsed, trace)
 
 
-def finite(values: Any) -> bool:
-    return all(math.isfinite(v) for v in values)
-
-
 def drive(objective: Objective, method: Method, x0: Any, *, steps: int,
           criteria: list[Criterion], per_decade: int = 12) -> LoopResult:
     """Run a method that drives its own loop (Method.run: scipy.optimize and the like).
