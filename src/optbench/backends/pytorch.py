@@ -44,6 +44,11 @@ class TorchObjective(Objective):
             (g,) = torch.autograd.grad(f, leaf)
         return f.detach(), g
 
+    def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
+        from optbench.backends.torch_compiled import compiled_loop
+
+        return compiled_loop(self, method, steps, x0)
+
     def hvp(self, x: Any, v: Any) -> Any:
         """Hessian-vector product H(x)·v by double backward (second-order optimizers)."""
         torch = self._torch
@@ -67,8 +72,9 @@ class TorchObjective(Objective):
 
 class TorchBackend(Backend):
     name = "torch"
-    description = "PyTorch autograd (CPU and CUDA)"
+    description = "PyTorch autograd (CPU and CUDA); --compile: torch.compile of the steps"
     devices = ("cpu", "cuda")
+    compiles = True
 
     def available(self, device: str = "cpu") -> str | None:
         reason = missing_package("torch", "torch")

@@ -1,0 +1,45 @@
+"""`optbench run --compile` on the torch backend: torch.compile of the optimizer's own steps.
+
+The compiled loop must follow the step-by-step trajectory (float64: to rounding differences
+of fused kernels), count its evaluations, and report divergence at its step.
+"""
+
+import numpy as np
+import pytest
+
+import optbench
+from clitools import assert_usage_error, run_main
+
+pytestmark = pytest.mark.slow  # each test compiles a graph (seconds)
+
+
+@pytest.mark.parametrize("optimizer, options", [
+    ("nadam", {}),
+    ("sgd", {"momentum": 0.9, "nesterov": True}),
+])
+def test_compiled_loop_follows_the_step_by_step_run(optimizer, options):
+    common = dict(problem="regression", backend="torch", optimizer=optimizer,
+                  dtype="float64", steps=200, optimizer_params=options,
+                  lr=0.01 if optimizer == "nadam" else 1e-4)
+    steps = optbench.solve(**common)
+    compiled = optbench.solve(compile=True, **common)
+    np.testing.assert_allclose(compiled.x, steps.x, rtol=1e-10, atol=1e-12)
+    assert compiled.n_evals == 200 and compiled.steps == 200
+    assert compiled.setup_s > compiled.time_s  # compilation is set-up, not loop time
+    # The compiled trace's f values are the step-by-step run's at the same steps.
+    by_step = {int(k): f for k, _, f in steps.trace}
+    for k, _, f in compiled.trace:
+        if int(k) in by_step:
+            assert f == pytest.approx(by_step[int(k)], rel=1e-9)
+
+
+def test_compiled_divergence_is_reported_at_its_step():
+    record = optbench.solve(problem="regression", backend="torch", optimizer="sgd", lr=1e3,
+                            steps=50, compile=True)
+    assert record.status == "diverged"
+    assert record.steps < 50
+
+
+def test_compile_refuses_optimizers_that_need_the_host(capsys):
+    code, out, err = run_main(capsys, "run", "--compile", "--optimizer", "lbfgs")
+    assert_usage_error(code, out, err, "lbfgs", "compiled")
