@@ -25,7 +25,6 @@ def test_compiled_loop_follows_the_step_by_step_run(optimizer, options):
     compiled = optbench.solve(compile=True, **common)
     np.testing.assert_allclose(compiled.x, steps.x, rtol=1e-10, atol=1e-12)
     assert compiled.n_evals == 200 and compiled.steps == 200
-    assert compiled.setup_s > compiled.time_s  # compilation is set-up, not loop time
     # The compiled trace's f values are the step-by-step run's at the same steps.
     by_step = {int(k): f for k, _, f in steps.trace}
     for k, _, f in compiled.trace:
