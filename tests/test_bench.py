@@ -33,6 +33,7 @@ from optbench.bench import execute
 from optbench.bench.campaign import Campaign, expand
 from optbench.core.record import STATUSES, RunRecord
 from optbench.results import ResultsStore, run_key
+from records import read_records, strict_json
 
 GRID = ["--problem", "regression,puzzle,rosenbrock", "--backend", "torch,autograd,fd",
         "--optimizer", "nadam,adam,lbfgs", "--seeds", "3"]
@@ -58,22 +59,6 @@ def bench_popen(*argv: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "optbench", "bench", *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
-
-
-def strict_json(line: bytes) -> dict:
-    def no_constant(name: str):
-        raise ValueError(f"{name} is not strict JSON")
-
-    value = json.loads(line, parse_constant=no_constant)
-    assert isinstance(value, dict)
-    return value
-
-
-def read_records(path: Path) -> list[dict]:
-    """Every line of the file, each of which must be a whole strict-JSON record."""
-    data = path.read_bytes()
-    assert data.endswith(b"\n"), data[-200:]
-    return [strict_json(line) for line in data.split(b"\n")[:-1]]
 
 
 def count_lines(path: Path) -> int:

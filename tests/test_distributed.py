@@ -31,6 +31,7 @@ import pytest
 from clitools import run_main
 from optbench.bench.campaign import Campaign, expand
 from optbench.results import run_key
+from records import read_records
 
 try:
     import distributed
@@ -69,22 +70,6 @@ def bench_popen(*argv: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "optbench", "bench", "-q", *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
-
-
-def strict_json(line: bytes) -> dict:
-    def no_constant(name: str):
-        raise ValueError(f"{name} is not strict JSON")
-
-    value = json.loads(line, parse_constant=no_constant)
-    assert isinstance(value, dict)
-    return value
-
-
-def read_records(path: Path) -> list[dict]:
-    """Every line of the file, each of which must be a whole strict-JSON record."""
-    data = path.read_bytes()
-    assert data.endswith(b"\n"), data[-200:]
-    return [strict_json(line) for line in data.split(b"\n")[:-1]]
 
 
 def by_key(records: list[dict]) -> dict[str, dict]:
