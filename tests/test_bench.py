@@ -33,7 +33,7 @@ from optbench.bench import execute
 from optbench.bench.campaign import Campaign, expand
 from optbench.core.record import STATUSES, RunRecord
 from optbench.results import ResultsStore, run_key
-from records import read_records, strict_json
+from records import read_records, strict_json, wait_for_lines
 
 GRID = ["--problem", "regression,puzzle,rosenbrock", "--backend", "torch,autograd,fd",
         "--optimizer", "nadam,adam,lbfgs", "--seeds", "3"]
@@ -61,13 +61,6 @@ def bench_popen(*argv: str) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
 
 
-def count_lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
 def expected_keys(registry) -> set[str]:
     specs, skipped = expand(Campaign(problems=["regression", "puzzle", "rosenbrock"],
                                      backends=["torch", "autograd", "fd"],
@@ -85,22 +78,6 @@ def assert_exact_campaign(path: Path, keys: set[str]) -> list[dict]:
     assert len({run_key(r) for r in records}) == N_RUNS, "duplicate run key"
     assert {run_key(r) for r in records} == keys
     return records
-
-
-def wait_for_lines(proc: subprocess.Popen, path: Path, n: int, timeout: float = 60) -> int:
-    """Poll until `path` holds at least n newlines; fails if the process ends first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = count_lines(path)
-        if lines >= n:
-            return lines
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            pytest.fail(f"campaign ended (rc {proc.returncode}) before {n} lines: {err}")
-        time.sleep(0.005)
-    proc.kill()
-    proc.communicate()
-    pytest.fail(f"no {n} lines in {timeout} s")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ import pytest
 from clitools import run_main
 from optbench.bench.campaign import Campaign, expand
 from optbench.results import run_key
-from records import read_records
+from records import count_lines, read_records, wait_for_lines
 
 try:
     import distributed
@@ -77,29 +77,6 @@ def by_key(records: list[dict]) -> dict[str, dict]:
     keyed = {run_key(r): r for r in records}
     assert len(keyed) == len(records), "duplicate run key"
     return keyed
-
-
-def count_lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
-def wait_for_lines(proc: subprocess.Popen, path: Path, n: int, timeout: float = 60) -> int:
-    """Poll until `path` holds at least n newlines; fails if the process ends first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = count_lines(path)
-        if lines >= n:
-            return lines
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            pytest.fail(f"campaign ended (rc {proc.returncode}) before {n} lines: {err}")
-        time.sleep(0.005)
-    proc.kill()
-    proc.communicate()
-    pytest.fail(f"no {n} lines in {timeout} s")
 
 
 def assert_one_line_error(code: int, out: str, err: str, expected_code: int,
