@@ -333,18 +333,24 @@ def check_runs(s: OptimizerSubject) -> CheckResult:
     return verdict("runs", wrong, "; ".join(done) + "; float32 kept")
 
 
-def check_pure(s: OptimizerSubject) -> CheckResult:
-    """step never mutates x or the state it is given, keeps no hidden state (the same
-    (x, state) twice gives bitwise the same result), and returns f and g at the given x."""
-    _, method = s.bound()
-    if drives_itself(method):
-        return _check_run_protocol(s, method)
+def _quadratic_objectives(s: OptimizerSubject) -> tuple[Any, list[tuple[str, Objective]]]:
+    """The small quadratic's instance, and its objective on numpy and on each backend."""
     objectives: list[tuple[str, Objective]] = [("numpy", NumpyQuadraticObjective())]
     problem = SmallQuadratic()
     instance = problem.make({}, 0)
     for backend in s.backends:
         objectives.append((backend.name, backend.prepare(problem, instance.data,
                                                          dtype="float64", device="cpu")))
+    return instance, objectives
+
+
+def check_pure(s: OptimizerSubject) -> CheckResult:
+    """step never mutates x or the state it is given, keeps no hidden state (the same
+    (x, state) twice gives bitwise the same result), and returns f and g at the given x."""
+    _, method = s.bound()
+    if drives_itself(method):
+        return _check_run_protocol(s, method)
+    instance, objectives = _quadratic_objectives(s)
     wrong, steps_taken = [], 0
     for label, objective in objectives:
         x = objective.from_numpy(instance.x0)
@@ -388,12 +394,7 @@ def _check_run_protocol(s: OptimizerSubject, method: Method) -> CheckResult:
     """For a whole-run driver: run(objective, x0, steps, on_iteration) leaves x0 unchanged,
     calls on_iteration with increasing k and f at the x it reports, and stops at once when
     on_iteration returns a verdict."""
-    objectives: list[tuple[str, Objective]] = [("numpy", NumpyQuadraticObjective())]
-    problem = SmallQuadratic()
-    instance = problem.make({}, 0)
-    for backend in s.backends:
-        objectives.append((backend.name, backend.prepare(problem, instance.data,
-                                                         dtype="float64", device="cpu")))
+    instance, objectives = _quadratic_objectives(s)
     wrong, stop_at = [], 2
     for label, objective in objectives:
         x0 = objective.from_numpy(instance.x0)
