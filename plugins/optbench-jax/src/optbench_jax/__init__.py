@@ -44,6 +44,19 @@ __version__ = "0.1.0"
 
 _CUDA_PLUGINS = ("jax_cuda13_plugin", "jax_cuda12_plugin")
 
+# XLA:CPU options for every executable this backend compiles (value_and_grad, the compiled
+# loop). Both leave the generated arithmetic as it is (the same bits as XLA's defaults on the
+# tutorial, step by step and compiled) and cut the compile time of these small programs by
+# about half: the loop-fusion emitters of older XLA instead of the MLIR fusion emitters, and
+# one LLVM module instead of one split for parallel code generation. Measured in
+# benchmarks/whole_loop.py; a jaxlib that does not know one of them compiles with XLA's
+# defaults instead (see `_compiler_options`).
+CPU_COMPILER_OPTIONS: dict[str, Any] = {
+    "xla_cpu_use_fusion_emitters": False,
+    "xla_cpu_parallel_codegen_split_count": 1,
+}
+_options_ok: dict[str, bool] = {}  # platform -> whether its options were accepted
+
 
 def _find(module: str) -> bool:
     try:
@@ -65,6 +78,16 @@ def _no_cuda() -> str | None:
     if not os.path.exists("/proc/driver/nvidia/version") and not os.path.exists("/dev/nvidia0"):
         return "no NVIDIA driver or CUDA device on this machine"
     return None
+
+
+def _compiler_options(platform: str) -> dict[str, Any] | None:
+    if platform != "cpu" or not _options_ok.get(platform, True):
+        return None
+    return dict(CPU_COMPILER_OPTIONS)
+
+
+def _unknown_option(exc: Exception) -> bool:
+    return "compile option" in str(exc)
 
 
 def enable_x64() -> None:
@@ -127,22 +150,42 @@ class JaxObjective(Objective):
                 return fn(x, {**others, **arrays}, jnp)
 
         self._vg = jax.value_and_grad(f)
-        self._vg_jit = jax.jit(self._vg)
+        self._platform = self._device.platform
+        self._vg_jit = jax.jit(self._vg, compiler_options=_compiler_options(self._platform))
         self._ready = True
+
+    def _without_options(self, exc: Exception) -> bool:
+        """After a compile that failed on an option this jaxlib lacks: drop the options
+        (for this platform, process-wide) and say whether a retry may help."""
+        if not _unknown_option(exc) or _compiler_options(self._platform) is None:
+            return False
+        _options_ok[self._platform] = False
+        self._vg_jit = self._jax.jit(self._vg)
+        return True
 
     def value_and_grad(self, x: Any) -> tuple[Any, Any]:
         self.n_evals += 1
         self.n_fevals += 1
-        result = self._vg_jit(x, self._arrays)
+        try:
+            result = self._vg_jit(x, self._arrays)
+        except Exception as exc:
+            if not self._without_options(exc):
+                raise
+            result = self._vg_jit(x, self._arrays)
         self._last = result
         return result
 
-    def from_numpy(self, array: Any) -> Any:
-        host = np.asarray(array, dtype=self._np_dtype)
+    def _put(self, host: np.ndarray) -> Any:
         # On the default device, uncommitted arrays like every result of jax.numpy (eager
         # operations are compiled per committed-ness too: mixing both would double them).
-        out = (self.xp.asarray(host) if self._default
-               else self._jax.device_put(host, self._device))
+        # device_put, not jnp.asarray: the latter compiles a small program per shape (~10 ms
+        # each on a cold CPU) to stage the copy. A copy still (may_alias=False): the problem's
+        # numpy data stay the caller's.
+        jax = self._jax
+        return jax.device_put(host, None if self._default else self._device, may_alias=False)
+
+    def from_numpy(self, array: Any) -> Any:
+        out = self._put(np.asarray(array, dtype=self._np_dtype))
         if out.dtype != self._np_dtype:
             raise RuntimeError(f"jax made a {out.dtype} array where {self.dtype} was asked for "
                                "(was jax_enable_x64 switched off meanwhile?)")
@@ -151,8 +194,12 @@ class JaxObjective(Objective):
             # rather than inside the timed loop at its first call.
             # Not a point after all if it fails: a real call with it would then report.
             self._warm.add(out.shape)
-            with contextlib.suppress(Exception):
+            try:
                 self._jax.block_until_ready(self._vg_jit(out, self._arrays))
+            except Exception as exc:
+                if self._without_options(exc):
+                    with contextlib.suppress(Exception):
+                        self._jax.block_until_ready(self._vg_jit(out, self._arrays))
         return out
 
     def to_numpy(self, array: Any) -> Any:
@@ -185,12 +232,21 @@ class JaxObjective(Objective):
             self.n_evals, self.n_fevals = counts
 
     def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
-        """`steps` steps of `method` from `x0` as one jax.lax.scan, compiled now."""
+        """`steps` steps of `method` from `x0` as one XLA loop, compiled now.
+
+        One program, compiled once: a `jax.lax.fori_loop` whose body is the optimizer's step
+        (traced once, value_and_grad inside it) and whose trip count is an argument, writing
+        f of every step into a buffer. The trip count being an argument lets the executable
+        be called once with 0 steps while setting up: its first call (~0.5 ms of buffer and
+        dispatch set-up on a CPU) then lands in the set-up time and the timed call is the
+        loop alone, at no compile cost (no second program, no `lax.cond` around the loop).
+        """
         if getattr(method, "done", None) is not None or getattr(method, "run", None) is not None:
             raise ValueError("this optimizer cannot run as a compiled loop (it needs values on "
                              "the host between steps)")
         jax, jnp = self._jax, self.xp
-        x0 = jnp.asarray(x0, dtype=self._np_dtype)
+        if not (isinstance(x0, jax.Array) and x0.dtype == self._np_dtype):
+            x0 = self._put(np.asarray(x0, dtype=self._np_dtype))
 
         def fixed(state: Any, like: Any) -> Any:
             # Python numbers in the initial state (a step count, a running product 1.0)
@@ -207,41 +263,42 @@ class JaxObjective(Objective):
             return jax.tree_util.tree_map(leaf, state)
 
         def keep_types(new: Any, old: Any) -> Any:
-            # The scan's carry must keep its dtypes; a step that promotes is cast back.
+            # The loop's carry must keep its dtypes; a step that promotes is cast back.
             return jax.tree_util.tree_map(
                 lambda n, o: n if n.dtype == o.dtype else n.astype(o.dtype), new, old)
 
-        def run(x_start: Any, arrays: Mapping[str, Any], go: Any) -> tuple[Any, Any]:
+        def run(x_start: Any, arrays: Mapping[str, Any], n: Any) -> tuple[Any, Any]:
             objective = _Traced(self, arrays)
 
-            def body(carry: Any, _: Any) -> tuple[Any, Any]:
-                x, st = carry
+            def body(k: Any, carry: Any) -> Any:
+                x, st, fs = carry
                 x_new, st_new, f, _g = method.step(objective, x, st)
-                return keep_types((x_new, st_new), carry), f
+                x_new, st_new = keep_types((x_new, st_new), (x, st))
+                return x_new, st_new, fs.at[k].set(f.astype(fs.dtype))
 
-            def scan() -> tuple[Any, Any]:
-                state = fixed(method.init(x_start, jnp), x_start)
-                (x_final, _), fs = jax.lax.scan(body, (x_start, state), None, length=steps)
-                return x_final, fs
-
-            def skip() -> tuple[Any, Any]:
-                return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
-                                              jax.eval_shape(scan))
-
-            # `go` false skips the loop: the call that primes dispatch below costs nothing.
-            return jax.lax.cond(go, scan, skip)
+            state = fixed(method.init(x_start, jnp), x_start)
+            # f at each step, in x's dtype (the objective's f is in it: data and x are).
+            fs = jnp.zeros((steps,), dtype=x_start.dtype)
+            x_final, _, fs = jax.lax.fori_loop(0, n, body, (x_start, state, fs))
+            return x_final, fs
 
         arrays = self._arrays
-        go, no = (jax.device_put(np.asarray(v), self._device) for v in (True, False))
-        compiled = jax.jit(run).lower(x0, arrays, go).compile()
-        # The first call of a compiled executable sets up its dispatch path (~1 ms, about
-        # the loop's own time here): done now, with the loop skipped, it is set-up time.
-        jax.block_until_ready(compiled(x0, arrays, no))
+        n_all, n_none = (self._put(np.asarray(k, dtype=np.int32)) for k in (steps, 0))
+        lowered = jax.jit(run).lower(x0, arrays, n_all)
+        try:
+            compiled = lowered.compile(compiler_options=_compiler_options(self._platform))
+        except Exception as exc:
+            if not self._without_options(exc):
+                raise
+            compiled = lowered.compile()
+        # The first call of an executable sets up its buffers and dispatch path: with no
+        # steps to take it costs just that, here, in the set-up time.
+        jax.block_until_ready(compiled(x0, arrays, n_none))
 
         def loop() -> tuple[Any, Any]:
             self.n_evals += steps
             self.n_fevals += steps
-            out = compiled(x0, arrays, go)
+            out = compiled(x0, arrays, n_all)
             self._last = out
             return out
 
