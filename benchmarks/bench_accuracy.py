@@ -1,9 +1,12 @@
 """Accuracy: digits of agreement with NIST's certified regression coefficients.
 
 LRE = -log10(|estimate - certified| / |certified|), capped at 15, minimum over the
-coefficients (the NIST StRD measure; see ../shared/data/nist/README.md), for
-`optbench run --problem regression -P data=... -P basis=orthogonal --optimizer lbfgs
--O tolerance_grad=0 -O tolerance_change=0 --dtype float64`, beside numpy.polyfit's.
+coefficients (the NIST StRD measure; see ../shared/data/nist/README.md), for the winning
+configuration `optbench run --problem regression -P data=... -P degree=... -P basis=orthogonal
+--optimizer lbfgs -O tolerance_grad=0 -O tolerance_change=0 --dtype float64` (torch),
+beside numpy.polyfit's, tracked side by side (track_lre_digits, track_polyfit_lre_digits)
+and as their difference. The orthogonal basis is built so that its map back to monomials
+and the fitted values lose no digits to cancellation (see regression.orthogonal_instance).
 Datasets with an intercept-free or multi-predictor model are not polynomial fits and are
 left out (NoInt1, NoInt2, Longley).
 """
@@ -69,6 +72,12 @@ class NistAccuracy:
         return nist_lre(dataset)
 
     track_lre_digits.unit = "digits"
+
+    def track_polyfit_lre_digits(self, dataset):
+        """numpy.polyfit's digits on the same data, the baseline of this machine."""
+        return polyfit_lre(dataset)
+
+    track_polyfit_lre_digits.unit = "digits"
 
     def track_lre_minus_polyfit(self, dataset):
         """optbench's digits minus numpy.polyfit's: >= 0 where it does at least as well."""
