@@ -3,12 +3,13 @@
 from optbench.core.backend import Backend, Objective
 from optbench.core.optimizer import Method, Optimizer
 from optbench.core.params import Param
-from optbench.core.problem import Instance, Problem, Reference
+from optbench.core.problem import Instance, LeastSquares, Problem, Reference
 from optbench.core.record import RunRecord
 
 __all__ = [
     "Backend",
     "Instance",
+    "LeastSquares",
     "Method",
     "Objective",
     "Optimizer",

@@ -61,16 +61,33 @@ class Instance:
         return x if self.basis is None else np.linalg.solve(np.asarray(self.basis), x)
 
 
+@dataclass(frozen=True)
+class LeastSquares:
+    """A declaration that a problem's objective is mean((data[target] − data[design] @ x)²).
+
+    The objective stays the truth and every backend may differentiate it as written; a
+    backend may instead stream the data through a kernel of the same mathematics (torch
+    does for large samples, where autograd's full-length temporaries cost more than the
+    data itself). The design matrix is best kept column-major (numpy order="F"), so that a
+    block of rows is `p` contiguous runs.
+    """
+
+    design: str
+    target: str
+
+
 class Problem(ABC):
     """A family of optimization tasks, written once for every backend.
 
     Subclasses set `name`, `description`, `params` and implement `variables`, `make` and
-    `objective`; `reference` is optional.
+    `objective`; `reference` is optional, and so is `least_squares`.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
+    least_squares: ClassVar[LeastSquares | None] = None
+    """Set when `objective` is a mean of squared residuals of a linear model (see above)."""
 
     @abstractmethod
     def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
