@@ -1,5 +1,5 @@
 """The jax backend, plugins/optbench-jax: agreement with torch and autograd on every built-in
-problem, the compiled whole loop (lax.scan), float32 kept, the command line, divergence.
+problem, the compiled whole loop (one XLA loop), float32 kept, the command line, divergence.
 
 Needs the distribution installed (the module is skipped otherwise):
 
