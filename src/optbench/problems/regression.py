@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from optbench.core import Instance, Param, Problem, Reference
+from optbench.core import Instance, LeastSquares, Param, Problem, Reference
 from optbench.errors import UsageError
 from optbench.hookspecs import hookimpl
 
@@ -75,6 +75,8 @@ class Regression(Problem):
               choices=("monomial", "orthogonal")),
     )
 
+    least_squares = LeastSquares(design="V", target="y")
+
     def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
         return term_names(params["degree"])
 
@@ -85,15 +87,16 @@ class Regression(Problem):
             x, y = read_points(params["data"])
         else:
             coefficients = np.asarray(params["coefficients"], dtype=np.float64)
-            x = params["x_scale"] * rng.standard_normal(params["n_samples"])
+            x = rng.standard_normal(params["n_samples"])
+            x *= params["x_scale"]  # in place: the same numbers, no second copy of x
             y = np.polyval(coefficients, x)
             if params["noise"]:
                 y = y + params["noise"] * rng.standard_normal(x.shape)
         x0 = rng.standard_normal(degree + 1)
-        # The design matrix is built once here, so that no backend recomputes powers per step.
-        design = np.vander(x, degree + 1)
         if params["basis"] == "orthogonal":
             return orthogonal_instance(x, y, degree, x0, term_names(degree))
+        # The design matrix is built once here, so that no backend recomputes powers per step.
+        design = vandermonde(x, degree)
         return Instance(data={"V": design, "y": y}, x0=x0, variables=term_names(degree))
 
     def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
@@ -104,11 +107,53 @@ class Regression(Problem):
         if instance.basis is not None:  # V holds Q: its least squares is Qᵀy, exactly
             z = design.T @ y
             return Reference(x=instance.to_user(z), f=float(np.mean(np.square(y - design @ z))))
+        if design.shape[0] > LARGE_SAMPLE:
+            return streamed_reference(design, y)
         # numpy.polyfit's method: least squares on the column-scaled Vandermonde matrix.
         scale = column_scale(design)
         w, *_ = np.linalg.lstsq(design / scale, y, rcond=None)
         w = w / scale
         return Reference(x=w, f=float(np.mean(np.square(y - design @ w))))
+
+
+LARGE_SAMPLE = 1 << 16
+"""From this many points the reference is computed block by block (streamed_reference)."""
+
+
+def streamed_reference(design: np.ndarray, y: np.ndarray, rows: int = LARGE_SAMPLE
+                       ) -> Reference:
+    """polyfit's column-scaled least squares by a tall-skinny QR of row blocks, so that a
+    large sample's reference costs no copy of the design matrix (lstsq on the whole of it
+    would make several): the blocks [V_b/s, y_b] are folded into one triangular factor of
+    [V/s, y], whose last column holds Qᵀy. Householder QR, backward stable like lstsq."""
+    n, p = design.shape
+    blocks = [slice(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
+    scale = np.sqrt(sum(np.einsum("ij,ij->j", design[b], design[b]) for b in blocks))
+    scale = np.where(scale == 0, 1.0, scale)
+    r = np.zeros((0, p + 1))
+    for b in blocks:
+        r = np.linalg.qr(np.vstack([r, np.column_stack([design[b] / scale, y[b]])]),
+                         mode="r")
+    w = np.linalg.solve(r[:p, :p], r[:p, p]) / scale
+    squares = sum(float(np.sum(np.square(y[b] - design[b] @ w))) for b in blocks)
+    return Reference(x=w, f=squares / n)
+
+
+def vandermonde(x: np.ndarray, degree: int) -> np.ndarray:
+    """numpy.vander(x, degree + 1), the same numbers. A large sample's is stored
+    column-major: a block of rows is then degree + 1 contiguous runs, which a streaming
+    kernel reads at memory speed, and no row-major temporary of the whole matrix is made.
+    A small one keeps numpy's row-major order, and with it the rounding that V @ w has
+    always had (the order of a matrix-vector product's sums follows the layout)."""
+    if x.size < LARGE_SAMPLE:
+        return np.vander(x, degree + 1)
+    design = np.empty((x.size, degree + 1), order="F")
+    design[:, degree] = 1.0
+    if degree:
+        design[:, degree - 1] = x
+    for j in range(degree - 2, -1, -1):
+        np.multiply(design[:, j + 1], x, out=design[:, j])
+    return design
 
 
 def column_scale(design: np.ndarray) -> np.ndarray:
