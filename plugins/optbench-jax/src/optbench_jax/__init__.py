@@ -152,6 +152,7 @@ class JaxObjective(Objective):
             raise UsageError(f"--device {device}: jax has no such device here ({exc}); "
                              "accepted: cpu") from None
         self._default = self._device == jax.devices()[0]
+        self._platform = self._device.platform
         self._last: Any = None
         self._warm: set[tuple[int, ...]] = set()
         self._ready = False
@@ -169,7 +170,6 @@ class JaxObjective(Objective):
                 return fn(x, {**others, **arrays}, jnp)
 
         self._vg = jax.value_and_grad(f)
-        self._platform = self._device.platform
         self._vg_jit = jax.jit(self._vg, compiler_options=_compiler_options(self._platform))
         self._ready = True
 
@@ -198,10 +198,13 @@ class JaxObjective(Objective):
         # On the default device, uncommitted arrays like every result of jax.numpy (eager
         # operations are compiled per committed-ness too: mixing both would double them).
         # device_put, not jnp.asarray: the latter compiles a small program per shape (~10 ms
-        # each on a cold CPU) to stage the copy. A copy still (may_alias=False): the problem's
-        # numpy data stay the caller's.
+        # each on a cold CPU) to stage the copy. On the CPU, device_put may alias a suitably
+        # aligned numpy array (even with may_alias=False, jax 0.10), and the caller could then
+        # change a jax array: it gets a private copy, made here, which jax may keep as it is.
         jax = self._jax
-        return jax.device_put(host, None if self._default else self._device, may_alias=False)
+        if self._platform == "cpu":
+            host = np.array(host, order="C", copy=True)
+        return jax.device_put(host, None if self._default else self._device)
 
     def from_numpy(self, array: Any) -> Any:
         out = self._put(np.asarray(array, dtype=self._np_dtype))
