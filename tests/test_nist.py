@@ -8,7 +8,6 @@ checkout (or $OPTBENCH_NIST_DIR).
 """
 
 import pytest
-
 from benchmarks import bench_accuracy
 from benchmarks.common import nist_dir
 

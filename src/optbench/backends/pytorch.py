@@ -20,7 +20,12 @@ def _no_nvidia_driver() -> str | None:
 
 
 class TorchObjective(Objective):
-    def __init__(self, problem: Any, data: Mapping[str, Any], dtype: str, device: str) -> None:
+    """stream: None picks the streaming least-squares kernel for large samples of a problem
+    that declares `least_squares`; "off", "blocks" or "fused" force a choice (benchmarks
+    and tests compare them)."""
+
+    def __init__(self, problem: Any, data: Mapping[str, Any], dtype: str, device: str,
+                 stream: str | None = None) -> None:
         super().__init__()
         import torch
 
@@ -33,10 +38,34 @@ class TorchObjective(Objective):
         self._tdevice = torch.device(device)
         self._fn = problem.objective
         self.data = self.convert_data(data)
+        self.stream = self._streaming(problem, stream)
+
+    def _streaming(self, problem: Any, kernel: str | None) -> Any:
+        """The streaming least-squares kernel, for a problem that declares that structure
+        and has enough samples for autograd's full-length temporaries to cost more than the
+        data (see torch_streaming)."""
+        from optbench.backends import torch_streaming as ts
+
+        declared = getattr(problem, "least_squares", None)
+        if declared is None or kernel == "off":
+            return None
+        design, target = self.data.get(declared.design), self.data.get(declared.target)
+        if getattr(design, "ndim", 0) != 2 or getattr(target, "ndim", 0) != 1:
+            return None
+        if kernel is None:
+            kernel = ts.default_kernel(self._torch, self._tdevice.type, design.shape[0])
+            if kernel == "off":
+                return None
+        # Worker threads feed the CPU's cores; on a GPU one thread queues every block.
+        workers = self._torch.get_num_threads() if self._tdevice.type == "cpu" else 1
+        return ts.StreamingLeastSquares(self._torch, design, target, kernel=kernel,
+                                        workers=workers)
 
     def value_and_grad(self, x: Any) -> tuple[Any, Any]:
         self.n_evals += 1
         self.n_fevals += 1
+        if self.stream is not None:
+            return self.stream.value_and_grad(x)
         torch = self._torch
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)
@@ -60,6 +89,12 @@ class TorchObjective(Objective):
         return hv.detach()
 
     def from_numpy(self, array: Any) -> Any:
+        if getattr(array, "ndim", 0) == 2 and array.flags.f_contiguous \
+                and not array.flags.c_contiguous:
+            # A converting copy (another dtype or device) would come back row-major; the
+            # transpose keeps a column-major design matrix column-major, which the
+            # streaming kernels read as contiguous columns.
+            return self.from_numpy(array.T).T
         return self._torch.as_tensor(array, dtype=self._tdtype, device=self._tdevice)
 
     def to_numpy(self, array: Any) -> Any:
