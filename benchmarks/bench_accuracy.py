@@ -6,7 +6,7 @@ configuration `optbench run --problem regression -P data=... -P degree=... -P ba
 --optimizer lbfgs -O tolerance_grad=0 -O tolerance_change=0 --dtype float64` (torch),
 beside numpy.polyfit's, tracked side by side (track_lre_digits, track_polyfit_lre_digits)
 and as their difference. The orthogonal basis is built so that its map back to monomials
-and the fitted values lose no digits to cancellation (see regression.orthogonal_instance).
+and the fitted values lose no digits to cancellation (see polynomial_basis.orthogonal_instance).
 Datasets with an intercept-free or multi-predictor model are not polynomial fits and are
 left out (NoInt1, NoInt2, Longley).
 """
