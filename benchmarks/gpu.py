@@ -12,7 +12,7 @@
 
 Each part is guarded: one that fails is reported and the others still run.
 
-    python benchmarks/gpu.py [--n 100000000] [--steps 20] [--json gpu.json]
+    PYTHONPATH=src:. python benchmarks/gpu.py [--n 100000000] [--steps 20] [--json gpu.json]
 """
 
 from __future__ import annotations
@@ -98,27 +98,15 @@ def scale(n: int, steps: int, kernels: list[str]) -> dict:
 
 
 def tutorial_loop_cuda(steps: int) -> dict:
-    """The tutorial as written, on the GPU: y_pred = a·x² + b·x + c, torch.optim.NAdam."""
+    """The tutorial as written, on the GPU (benchmarks/overhead.py's loop, same data)."""
+    from benchmarks.overhead import tutorial_loop
     from optbench import api
 
     plan = api.plan("regression", "torch", "nadam", steps=steps)
-    design = plan.instance.data["V"]
-    xt = torch.as_tensor(design[:, 1], dtype=torch.float32, device="cuda")
-    yt = torch.as_tensor(plan.instance.data["y"], dtype=torch.float32, device="cuda")
-    w = torch.tensor(plan.instance.x0, dtype=torch.float32, device="cuda", requires_grad=True)
-    opt = torch.optim.NAdam([w], lr=0.01)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        opt.zero_grad()
-        y_pred = w[0] * xt**2 + w[1] * xt + w[2]
-        loss = torch.mean((y_pred - yt) ** 2)
-        loss.backward()
-        opt.step()
-    torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    return {"loop_s": elapsed, "per_step_us": elapsed / steps * 1e6,
-            "x": w.detach().cpu().numpy().astype(float).tolist()}
+    x = plan.instance.data["V"][:, 1]  # the columns are x², x, 1
+    elapsed, w = tutorial_loop(x, plan.instance.data["y"], plan.instance.x0, steps,
+                               torch.float32, device="cuda")
+    return {"loop_s": elapsed, "per_step_us": elapsed / steps * 1e6, "x": w.tolist()}
 
 
 def tutorial(steps: int) -> dict:
