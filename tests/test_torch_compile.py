@@ -42,3 +42,29 @@ def test_compiled_divergence_is_reported_at_its_step():
 def test_compile_refuses_optimizers_that_need_the_host(capsys):
     code, out, err = run_main(capsys, "run", "--compile", "--optimizer", "lbfgs")
     assert_usage_error(code, out, err, "lbfgs", "compiled")
+
+
+def test_a_gpu_objective_goes_to_cuda_graphs_in_the_mode_the_environment_names(monkeypatch):
+    # The dispatch and the mode check run before any CUDA call, so they are testable here.
+    from optbench.backends import torch_compiled
+
+    calls = []
+    monkeypatch.setattr(torch_compiled, "graphed_loop",
+                        lambda objective, method, steps, x0, mode: calls.append(mode))
+
+    class OnGPU:
+        device = "cuda"
+
+    monkeypatch.delenv("OPTBENCH_CUDA_GRAPHS", raising=False)
+    torch_compiled.compiled_loop(OnGPU(), None, 10, None)
+    monkeypatch.setenv("OPTBENCH_CUDA_GRAPHS", "inductor")
+    torch_compiled.compiled_loop(OnGPU(), None, 10, None)
+    assert calls == ["eager", "inductor"]
+
+
+def test_an_unknown_cuda_graph_mode_is_a_usage_error():
+    from optbench.backends.torch_compiled import graphed_loop
+    from optbench.errors import UsageError
+
+    with pytest.raises(UsageError, match="OPTBENCH_CUDA_GRAPHS='fast'; accepted: eager, inductor"):
+        graphed_loop(None, None, 10, None, mode="fast")

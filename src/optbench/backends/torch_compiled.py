@@ -111,12 +111,12 @@ def graphed_loop(objective: Any, method: Any, steps: int, x0: Any, *, mode: str 
     them, so that replays chain; each replay's f values are copied out after it, on the
     device, without a synchronization.
     """
-    torch = objective.xp
     if mode not in CUDA_GRAPH_MODES:
         from optbench.errors import UsageError
 
         raise UsageError(f"OPTBENCH_CUDA_GRAPHS={mode!r}; accepted: "
                          + ", ".join(CUDA_GRAPH_MODES))
+    torch = objective.xp
     unroll = _unroll(steps)
     chunk = _chunk(objective, method, unroll)
     if mode == "inductor":
