@@ -504,13 +504,23 @@ TEXTS = st.one_of(st.text(max_size=80), LANGUAGE_TEXT,
 @given(TEXTS)
 def test_parser_raises_only_parse_error(text):
     for parse in (compile_expression, parse_equation, lambda t: parse_system([t])):
-        start = time.perf_counter()
-        # No warning either: printed, it would be a second line on the command line's stderr.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            try:
-                parse(text)
-            except ParseError as err:
-                assert 0 <= err.offset <= len(text)
-                str(err), err.one_line()  # the messages themselves never fail
-        assert time.perf_counter() - start < TIME_BOUND_S, text
+        seconds = _parse_checked(parse, text)
+        if seconds >= TIME_BOUND_S:
+            # A pathological text is slow every time; a pause of the machine (a collection,
+            # a stolen virtual CPU) is not: only a second slow parse of the same text fails.
+            seconds = _parse_checked(parse, text)
+        assert seconds < TIME_BOUND_S, text
+
+
+def _parse_checked(parse, text) -> float:
+    """Parse `text`, check that only ParseError escapes, and return the seconds it took."""
+    start = time.perf_counter()
+    # No warning either: printed, it would be a second line on the command line's stderr.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            parse(text)
+        except ParseError as err:
+            assert 0 <= err.offset <= len(text)
+            str(err), err.one_line()  # the messages themselves never fail
+    return time.perf_counter() - start
