@@ -267,3 +267,11 @@ def test_multistart_batches_agree_across_backends_including_fd():
                for b in ("torch", "fd")}
     assert records["fd"].status != "error"
     np.testing.assert_allclose(records["fd"].x, records["torch"].x, rtol=1e-7, atol=1e-9)
+
+
+def test_a_multi_start_record_says_how_many_starts_solved_the_equations(capsys):
+    (r,) = solve_json(capsys, *TUTORIAL, "--starts", "50", "--steps", "3")
+    assert r["message"].endswith("0 of 50 starts solved the equations (every residual <= 1e-06)")
+    (r,) = solve_json(capsys, *TUTORIAL, "--starts", "50", "--optimizer", "lbfgs")
+    assert r["status"] == "converged"
+    assert r["message"].endswith("; 50 of 50 starts solved the equations (every residual <= 1e-06)")

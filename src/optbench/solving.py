@@ -125,7 +125,13 @@ def _describe(record: RunRecord, system: Any, analysis: Mapping[str, Any] | None
         extra["analysis"] = dict(analysis)
     if starts > 1:
         extra["starts"] = starts
-        extra["solutions"] = distinct_solutions(x, np.max(np.abs(residuals), axis=1))
+        worst = np.max(np.abs(residuals), axis=1)
+        extra["solutions"] = distinct_solutions(x, worst)
+        # The batch's status speaks for the sum; say how many starts each got there, so
+        # that a few stalled starts (NAdam's constant-lr cycles) are not hidden by the rest.
+        solved = int(np.sum(np.isfinite(worst) & (worst <= SOLVED)))
+        note = f"{solved} of {starts} starts solved the equations (every residual <= {SOLVED:g})"
+        record.message = f"{record.message}; {note}" if record.message else note
         record.x, record.x0 = x[best].tolist(), x0[best].tolist()
         record.f = float(per_start[best])
     return _with_extras(record, extra)
