@@ -16,8 +16,9 @@ def run_main(capsys, *argv: str) -> tuple[int, str, str]:
     return (0 if code is None else code), out, err
 
 
-def assert_usage_error(code: int, out: str, err: str, *fragments: str) -> None:
-    """Exit 2, nothing on stdout, exactly one line on stderr holding every fragment."""
+def assert_usage_error(code: int, out: str, err: str, *fragments: str) -> str:
+    """Exit 2, nothing on stdout, exactly one line on stderr holding every fragment; that
+    line is returned, for further checks."""
     assert code == 2, (code, out, err)
     assert out == ""
     assert "Traceback" not in err
@@ -26,3 +27,4 @@ def assert_usage_error(code: int, out: str, err: str, *fragments: str) -> None:
     assert lines[0].startswith("optbench: error: ")
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from clitools import run_main
+from clitools import assert_usage_error, run_main
 from optbench.bench import execute
 from optbench.bench.campaign import Campaign, expand
 from optbench.core.record import STATUSES, RunRecord
@@ -312,17 +312,6 @@ BAD_FILE = {
 }
 
 
-def assert_one_line_error(code: int, out: str, err: str, fragments: list[str]) -> None:
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("optbench: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
 @pytest.fixture
 def existing(tmp_path) -> Path:
     """A results file already holding one whole record (of another run than the bad grids')."""
@@ -337,13 +326,13 @@ def check_nothing_written(capsys, tmp_path, existing, argv, fragments) -> None:
     new = tmp_path / "new.jsonl"
     code, out, err = run_main(capsys, "bench", "--backend", "fd", "--steps", "2", *argv,
                               "-o", str(new))
-    assert_one_line_error(code, out, err, fragments)
+    assert_usage_error(code, out, err, *fragments)
     assert not new.exists()
     # To an existing file with --resume (which would append): the same error, not a byte more.
     before = existing.read_bytes()
     code, out, err = run_main(capsys, "bench", "--backend", "fd", "--steps", "2", *argv,
                               "-o", str(existing), "--resume")
-    assert_one_line_error(code, out, err, fragments)
+    assert_usage_error(code, out, err, *fragments)
     assert existing.read_bytes() == before
 
 
@@ -363,14 +352,14 @@ def test_bad_campaign_file(case, capsys, tmp_path, existing):
         before = output.read_bytes() if output.exists() else None
         code, out, err = run_main(capsys, "bench", str(toml), *argv, "-o", str(output),
                                   *resume)
-        assert_one_line_error(code, out, err, fragments)
+        assert_usage_error(code, out, err, *fragments)
         assert (output.read_bytes() if output.exists() else None) == before
 
 
 def test_missing_campaign_file(capsys, tmp_path):
     code, out, err = run_main(capsys, "bench", str(tmp_path / "nope.toml"),
                               "-o", str(tmp_path / "r.jsonl"))
-    assert_one_line_error(code, out, err, ["nope.toml", "cannot read"])
+    assert_usage_error(code, out, err, "nope.toml", "cannot read")
     assert not (tmp_path / "r.jsonl").exists()
 
 
@@ -378,7 +367,7 @@ def test_existing_output_without_resume_is_refused_untouched(capsys, existing):
     before = existing.read_bytes()
     code, out, err = run_main(capsys, "bench", "--backend", "fd", "--steps", "2",
                               "-o", str(existing))
-    assert_one_line_error(code, out, err, [str(existing), "1 records", "--resume"])
+    assert_usage_error(code, out, err, str(existing), "1 records", "--resume")
     assert existing.read_bytes() == before
 
 
@@ -386,7 +375,7 @@ def test_output_in_a_missing_directory(capsys, tmp_path):
     target = tmp_path / "missing" / "r.jsonl"
     code, out, err = run_main(capsys, "bench", "--backend", "fd", "--steps", "2",
                               "-o", str(target))
-    assert_one_line_error(code, out, err, ["does not exist", str(tmp_path / "missing")])
+    assert_usage_error(code, out, err, "does not exist", str(tmp_path / "missing"))
     assert not target.parent.exists()
 
 
@@ -394,9 +383,9 @@ def test_bad_input_end_to_end_in_a_subprocess(tmp_path, existing):
     """The same contract through the real executable: exit 2, one stderr line, no append."""
     before = existing.read_bytes()
     done = bench_cli("--lr", "0.1,abc", "-o", str(existing), "--resume")
-    assert_one_line_error(done.returncode, done.stdout, done.stderr, ["'0.1,abc'"])
+    assert_usage_error(done.returncode, done.stdout, done.stderr, "'0.1,abc'")
     done = bench_cli("--backend", "fd", "-o", str(existing))  # no --resume
-    assert_one_line_error(done.returncode, done.stdout, done.stderr, ["--resume"])
+    assert_usage_error(done.returncode, done.stdout, done.stderr, "--resume")
     assert existing.read_bytes() == before
 
 
@@ -535,7 +524,7 @@ def test_no_backend_at_all_is_an_error(capsys, tmp_path, registry):
     path = tmp_path / "r.jsonl"
     code, out, err = run_main(capsys, "bench", "--backend", "all", "--device", "cuda",
                               "-o", str(path))
-    assert_one_line_error(code, out, err, ["no backend can run", "cuda"])
+    assert_usage_error(code, out, err, "no backend can run", "cuda")
     assert not path.exists()
 
 

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from clitools import run_main
+from clitools import assert_usage_error, run_main
 from optbench.errors import UsageError
 from optbench.expr import ParseError, compile_expression, parse_equation, parse_system
 from optbench.expr.parse import MAX_LENGTH
@@ -320,16 +320,6 @@ def test_non_text_is_refused():
 
 # -- the same refusals through the command line -------------------------------------------------
 
-def assert_one_line_error(code: int, out: str, err: str) -> str:
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("optbench: error: ")
-    return lines[0]
-
-
 CLI_REFUSED = {name: (template, at) for name, (template, at, _) in REFUSED.items()}
 CLI_REFUSED["one megabyte"] = ("x + " * 250_000 + "x", None)
 
@@ -339,7 +329,7 @@ def test_refused_by_grad(name, capsys, tmp_path):
     sentinel = tmp_path / "SENTINEL"
     template, at = CLI_REFUSED[name]
     text = template.format(p=payload(sentinel)) if at else template
-    line = assert_one_line_error(*run_main(capsys, "grad", text, "--at", "x=1"))
+    line = assert_usage_error(*run_main(capsys, "grad", text, "--at", "x=1"))
     assert "column" in line and ">>" in line and "<<" in line
     if at is not None and len(text) < 60:
         assert f">>{at[0]}" in line, line
@@ -351,7 +341,7 @@ def test_refused_by_solve(name, capsys, tmp_path):
     sentinel = tmp_path / "SENTINEL"
     template, at = CLI_REFUSED[name]
     text = template.format(p=payload(sentinel)) if at else template
-    line = assert_one_line_error(*run_main(capsys, "solve", "x + y = 1", f"y = {text}"))
+    line = assert_usage_error(*run_main(capsys, "solve", "x + y = 1", f"y = {text}"))
     assert "column" in line and ">>" in line and "<<" in line
     if at is not None and "=" in text:
         assert ">>=<<" in line and "two '='" in line, line
@@ -365,7 +355,7 @@ def test_refused_by_solve(name, capsys, tmp_path):
     ("x/0 = 1", "x/>>0<<"), ("(x = 1", ">>(<<x"), ("x) = 1", "x>>)<<"),
 ])
 def test_refused_equations_by_solve(equation, at, capsys):
-    line = assert_one_line_error(*run_main(capsys, "solve", equation))
+    line = assert_usage_error(*run_main(capsys, "solve", equation))
     assert at in line, line
 
 
@@ -384,7 +374,7 @@ def test_refused_in_a_subprocess(argv, tmp_path):
     sentinel = tmp_path / "SENTINEL"
     argv = [a.replace("PAYLOAD", payload(sentinel)) for a in argv]
     proc = run_cli(*argv)
-    assert_one_line_error(proc.returncode, proc.stdout, proc.stderr)
+    assert_usage_error(proc.returncode, proc.stdout, proc.stderr)
     assert not sentinel.exists()
 
 
