@@ -102,3 +102,17 @@ class DevTools:
             os.close(self._w)
             os.close(self._r)
             self._log.close()
+
+
+def reported_problems(event: dict[str, Any]) -> str | None:
+    """What the page itself reported as wrong in one DevTools event: a console error or
+    warning, a logged error or warning, an uncaught exception, a failed load (None if the
+    event is none of these). The tests add their own checks on requests."""
+    method, params = event["method"], event["params"]
+    if (method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert",
+                                                                     "warning")) \
+            or (method == "Log.entryAdded" and params["entry"]["level"] in ("error",
+                                                                            "warning")) \
+            or method in ("Runtime.exceptionThrown", "Network.loadingFailed"):
+        return f"{method}: {json.dumps(params)[:300]}"
+    return None

@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from browser import CHROMIUM, DevTools
+from browser import CHROMIUM, DevTools, reported_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 MACHINE = "optbench-ci"  # perf.py's default --machine
@@ -338,12 +338,8 @@ def show_dashboard(html: Path, workdir: Path, libraries: NpmLibraries, expected:
         server.server_close()
     for e in browser.events:
         method, params = e["method"], e["params"]
-        if (method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert",
-                                                                         "warning")) \
-                or (method == "Log.entryAdded" and params["entry"]["level"] in ("error",
-                                                                                "warning")) \
-                or method in ("Runtime.exceptionThrown", "Network.loadingFailed"):
-            problems.append(f"{method}: {json.dumps(params)[:300]}")
+        if (reported := reported_problems(e)) is not None:
+            problems.append(reported)
         if method == "Network.responseReceived" and params["response"]["status"] >= 400:
             problems.append(f"HTTP {params['response']['status']} for "
                             f"{params['response']['url']}")

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from browser import CHROMIUM, DevTools
+from browser import CHROMIUM, DevTools, reported_problems
 from optbench import report
 from optbench.report import page as page_module
 from optbench.report.data import task_of
@@ -381,12 +381,8 @@ def problems(page: Path, events: list[dict[str, Any]], images: list[dict]) -> li
     found = []
     for e in events:
         method, params = e["method"], e["params"]
-        if (method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert",
-                                                                         "warning")) \
-                or (method == "Log.entryAdded" and params["entry"]["level"] in ("error",
-                                                                                "warning")) \
-                or method in ("Runtime.exceptionThrown", "Network.loadingFailed"):
-            found.append(f"{method}: {json.dumps(params)[:300]}")
+        if (reported := reported_problems(e)) is not None:
+            found.append(reported)
         if method == "Network.requestWillBeSent":
             url = params["request"]["url"]
             if url != page.resolve().as_uri() and not url.startswith("data:image/png;base64,"):
