@@ -11,3 +11,24 @@ from optbench.plugins import Registry, get_registry
 def registry() -> Registry:
     """The process-wide plugin registry (built-ins plus installed entry points)."""
     return get_registry()
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """No plugins disabled by the caller's environment, no registry cached across tests."""
+    monkeypatch.delenv("OPTBENCH_DISABLE_PLUGINS", raising=False)
+    get_registry.cache_clear()
+    yield
+    get_registry.cache_clear()
+
+
+@pytest.fixture
+def use_registry(monkeypatch):
+    """Make a given registry the process-wide one, for the command line run in-process."""
+
+    def install(registry: Registry) -> None:
+        monkeypatch.setattr(Registry, "load", classmethod(lambda cls, *a, **k: registry))
+        get_registry.cache_clear()
+
+    yield install
+    get_registry.cache_clear()

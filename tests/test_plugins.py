@@ -14,56 +14,31 @@ import json
 import os
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, distribution, version
+from importlib.metadata import version
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import optbench
+from distributions import installed
 from optbench import api
 from optbench.backends.finite_diff import FiniteDifferenceBackend
 from optbench.cli.main import cli
 from optbench.core import Problem
 from optbench.core.params import resolve
-from optbench.plugins import Registry, get_registry
+from optbench.plugins import Registry
 
 PLUGIN_KEYS = {"name", "version", "distribution", "registers", "error"}
 
 
-def _installed(name: str) -> bool:
-    try:
-        distribution(name)
-    except PackageNotFoundError:
-        return False
-    return True
-
+pytestmark = pytest.mark.usefixtures("fresh_registry")
 
 needs_example_plugins = pytest.mark.skipif(
-    not (_installed("optbench-complexstep") and _installed("optbench-broken")),
+    not (installed("optbench-complexstep") and installed("optbench-broken")),
     reason="the example plugin distributions are not installed; run: pip install "
            "-e plugins/optbench-complexstep -e plugins/optbench-broken",
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry(monkeypatch):
-    """No disabled plugins from the caller's environment, and no registry cached across tests."""
-    monkeypatch.delenv("OPTBENCH_DISABLE_PLUGINS", raising=False)
-    get_registry.cache_clear()
-    yield
-    get_registry.cache_clear()
-
-
-@pytest.fixture
-def use_registry(monkeypatch):
-    """Make `registry` the process-wide one, for the command line run in-process."""
-
-    def install(registry: Registry) -> None:
-        monkeypatch.setattr(Registry, "load", classmethod(lambda cls, *a, **k: registry))
-        get_registry.cache_clear()
-
-    return install
 
 
 def optbench_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -146,14 +121,14 @@ def test_list_and_run_complexstep_in_process():
     ["list", "optimizers"], ["plugins"], ["run", "--backend", "fd", "--steps", "5"],
     ["run", "--problem", "puzzle", "--backend", "complexstep", "--steps", "5"],
 ])
-def test_every_command_works_with_the_broken_plugin_installed(args):
+def test_every_command_works_with_the_broken_plugininstalled(args):
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert result.exception is None
 
 
 @needs_example_plugins
-def test_the_console_script_starts_with_the_broken_plugin_installed():
+def test_the_console_script_starts_with_the_broken_plugininstalled():
     proc = optbench_cli("list", "backends")
     assert proc.returncode == 0, proc.stderr
     assert "complexstep" in proc.stdout and "Traceback" not in proc.stderr

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import pytest
 
 import optbench
 from clitools import run_main
+from distributions import installed
 from optbench import api
 from optbench.backends.pytorch import TorchBackend
 from optbench.errors import UsageError
@@ -39,26 +39,12 @@ BACKENDS = ("torch", "autograd", "fd")
 HVP_METHODS = ("scipy-newton-cg", "scipy-trust-krylov")
 
 
-def _installed(name: str) -> bool:
-    try:
-        distribution(name)
-    except PackageNotFoundError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(
-    not _installed("optbench-scipy"),
-    reason="optbench-scipy is not installed; run: pip install -e plugins/optbench-scipy")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry(monkeypatch):
-    """No plugins disabled by the caller's environment, no registry cached across tests."""
-    monkeypatch.delenv("OPTBENCH_DISABLE_PLUGINS", raising=False)
-    get_registry.cache_clear()
-    yield
-    get_registry.cache_clear()
+pytestmark = [
+    pytest.mark.skipif(
+        not installed("optbench-scipy"),
+        reason="optbench-scipy is not installed; run: pip install -e plugins/optbench-scipy"),
+    pytest.mark.usefixtures("fresh_registry"),
+]
 
 
 def _bench_module():

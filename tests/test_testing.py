@@ -16,7 +16,6 @@ import importlib.util
 import json
 import re
 import sys
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,6 +25,7 @@ import tomllib
 
 import optbench
 from clitools import run_main
+from distributions import installed
 from optbench.backends.finite_diff import FiniteDifferenceBackend, FiniteDifferenceObjective
 from optbench.core import Method, Optimizer
 from optbench.errors import UsageError
@@ -51,14 +51,6 @@ TEMPLATE = ROOT / "docs" / "template"
 GUIDE = ROOT / "docs" / "plugins.md"
 
 
-def _installed(name: str) -> bool:
-    try:
-        distribution(name)
-    except PackageNotFoundError:
-        return False
-    return True
-
-
 def ran(report: Report, *skippable: str) -> None:
     """Every check passed, and none was skipped but those named."""
     assert report.ok, str(report)
@@ -80,7 +72,7 @@ def test_every_builtin_backend_passes(name):
     assert "max rel. error of the gradient" in report["gradient[float64]"].message
 
 
-@pytest.mark.skipif(not _installed("optbench-complexstep"),
+@pytest.mark.skipif(not installed("optbench-complexstep"),
                     reason="pip install -e plugins/optbench-complexstep")
 def test_the_installed_complexstep_plugin_passes():
     report = check_backend("complexstep")
@@ -563,16 +555,6 @@ def test_the_class_fails_per_check_with_the_message():
         BackendConformance().test_declared()
     # The base classes are not collected: their names do not start with "Test".
     assert not BackendConformance.__name__.startswith("Test")
-
-
-@pytest.fixture
-def use_registry(monkeypatch):
-    def install(registry: Registry) -> None:
-        monkeypatch.setattr(Registry, "load", classmethod(lambda cls, *a, **k: registry))
-        get_registry.cache_clear()
-
-    yield install
-    get_registry.cache_clear()
 
 
 def test_cli_exit_0_when_every_check_passes(capsys):
