@@ -343,6 +343,12 @@ class BFGS(ScipyOptimizer):
     )
 
 
+# `optbench check` of the methods that take Hessian-vector products: runs on two backends
+# agree to 1e-6, not 1e-10, as finite-difference Hessian products amplify their rounding
+# differences.
+HVP_CONFORMANCE: dict[str, Any] = {"agreement_tol": 1e-6}
+
+
 class CG(ScipyOptimizer):
     name = "scipy-cg"
     scipy_name = "CG"
@@ -352,9 +358,7 @@ class CG(ScipyOptimizer):
 
 class NewtonCG(ScipyOptimizer):
     name = "scipy-newton-cg"
-    # `optbench check`: runs on two backends agree to 1e-6, not 1e-10, as finite-difference
-    # Hessian products amplify their rounding differences.
-    conformance: ClassVar[dict[str, Any]] = {"agreement_tol": 1e-6}
+    conformance: ClassVar[dict[str, Any]] = HVP_CONFORMANCE
     scipy_name = "Newton-CG"
     takes_hvp = True
     description = ("scipy.optimize Newton-CG (truncated Newton, line search) with "
@@ -369,9 +373,7 @@ class NewtonCG(ScipyOptimizer):
 
 class TrustKrylov(ScipyOptimizer):
     name = "scipy-trust-krylov"
-    # `optbench check`: runs on two backends agree to 1e-6, not 1e-10, as finite-difference
-    # Hessian products amplify their rounding differences.
-    conformance: ClassVar[dict[str, Any]] = {"agreement_tol": 1e-6}
+    conformance: ClassVar[dict[str, Any]] = HVP_CONFORMANCE
     scipy_name = "trust-krylov"
     takes_hvp = True
     description = ("scipy.optimize trust-krylov (trust region, GLTR Krylov subproblem) "
