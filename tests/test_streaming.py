@@ -151,3 +151,19 @@ def test_column_major_design_stays_column_major_in_torch():
         tensor = TorchObjective(problem, {"V": design, "y": np.ones(4)}, dtype, "cpu").data["V"]
         assert tensor.stride() == (1, 4)
         assert np.array_equal(tensor.double().numpy(), design)
+
+
+def test_a_row_major_design_is_held_once_column_major():
+    problem = get_registry().get("problem", "regression")
+    rng = np.random.default_rng(3)
+    data = {"V": np.ascontiguousarray(rng.standard_normal((ts.MIN_SAMPLES, 3))),
+            "y": rng.standard_normal(ts.MIN_SAMPLES)}
+    objective = TorchObjective(problem, data, "float64", "cpu")
+    assert objective.data["V"] is objective.stream.design
+    assert objective.data["V"].stride(0) == 1
+    # autograd's paths read the same tensor and agree with the kernel
+    x = objective.from_numpy(np.array([0.5, -1.0, 2.0]))
+    v = objective.from_numpy(np.array([1.0, 0.0, 0.0]))
+    hv = objective.hvp(x, v).numpy()
+    np.testing.assert_allclose(hv, 2.0 / len(data["y"]) * data["V"].T @ data["V"][:, 0],
+                               rtol=1e-12)

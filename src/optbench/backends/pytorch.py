@@ -21,8 +21,8 @@ def _no_nvidia_driver() -> str | None:
 
 class TorchObjective(Objective):
     """stream: None picks the streaming least-squares kernel for large samples of a problem
-    that declares `least_squares`; "off", "blocks" or "fused" force a choice (benchmarks
-    and tests compare them)."""
+    that declares `least_squares`; "off", "blocks", "fused" or "triton" force a choice
+    (benchmarks and tests compare them)."""
 
     def __init__(self, problem: Any, data: Mapping[str, Any], dtype: str, device: str,
                  stream: str | None = None) -> None:
@@ -39,6 +39,10 @@ class TorchObjective(Objective):
         self._fn = problem.objective
         self.data = self.convert_data(data)
         self.stream = self._streaming(problem, stream)
+        if self.stream is not None:
+            # The kernel may have made the design matrix column-major (a copy); autograd's
+            # paths (hvp, --compile) use that same tensor, so the data is held once.
+            self.data[problem.least_squares.design] = self.stream.design
 
     def _streaming(self, problem: Any, kernel: str | None) -> Any:
         """The streaming least-squares kernel, for a problem that declares that structure

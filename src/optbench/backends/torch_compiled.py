@@ -19,6 +19,7 @@ eager is the default, so that the end-to-end time stays far below the hand-writt
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 UNROLL = 10
@@ -71,8 +72,6 @@ def _chunk(objective: Any, method: Any, unroll: int) -> Any:
 
 def compiled_loop(objective: Any, method: Any, steps: int, x0: Any) -> Any:
     if objective.device != "cpu":
-        import os
-
         mode = os.environ.get("OPTBENCH_CUDA_GRAPHS", "eager")
         return graphed_loop(objective, method, steps, x0, mode=mode)
     torch = objective.xp
