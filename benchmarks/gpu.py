@@ -26,28 +26,7 @@ import traceback
 import numpy as np
 import torch
 
-
-def event_time(fn, repeats: int) -> float:
-    """Best of `repeats` device times of fn(), in seconds (CUDA events, not host clocks)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        torch.cuda.synchronize()
-        best = min(best, start.elapsed_time(stop) / 1e3)
-    return best
-
-
-def hbm_read_gbs(n_bytes: int) -> float:
-    a = torch.ones(n_bytes // 4, dtype=torch.float32, device="cuda")
-    seconds = event_time(a.sum, 20)
-    nbytes = a.nbytes
-    del a
-    torch.cuda.empty_cache()
-    return nbytes / seconds / 1e9
+from benchmarks.scale import cuda_event_time, cuda_read_gbs
 
 
 def scale(n: int, steps: int, kernels: list[str]) -> dict:
@@ -59,7 +38,7 @@ def scale(n: int, steps: int, kernels: list[str]) -> dict:
     make_s = time.perf_counter() - t0
     data = plan.instance.data
     data_bytes = sum(v.size for v in data.values()) * 4
-    bandwidth = hbm_read_gbs(data_bytes)
+    bandwidth = cuda_read_gbs(torch, data_bytes)
     bound = data_bytes / (bandwidth * 1e9)
     out = {"n": n, "dtype": "float32", "data_bytes": data_bytes, "make_s": make_s,
            "hbm_read_gbs": bandwidth, "bound_s": bound, "kernels": {}}
@@ -83,7 +62,7 @@ def scale(n: int, steps: int, kernels: list[str]) -> dict:
                 for _ in range(steps):
                     x, state, _, _ = plan.method.step(objective, x, state)
 
-            step = event_time(run, 3) / steps
+            step = cuda_event_time(torch, run, 3) / steps
             peak = torch.cuda.max_memory_allocated()
             row = {"kernel": used, "asked": kernel, "step_s": step, "ratio": step / bound,
                    "setup_s": setup, "peak_bytes": peak, "memory_ratio": peak / data_bytes,

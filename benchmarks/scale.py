@@ -37,21 +37,29 @@ def numpy_read_gbs(n_bytes: int, repeats: int = 5) -> float:
     return a.nbytes / best / 1e9
 
 
-def cuda_read_gbs(torch, n_bytes: int, repeats: int = 10) -> float:
-    a = torch.ones(n_bytes // 4, dtype=torch.float32, device="cuda")
-    a.sum()
-    times = []
+def cuda_event_time(torch, fn, repeats: int) -> float:
+    """Best of `repeats` device times of fn() after one warm-up call, in seconds (CUDA
+    events, not host clocks: the device runs behind the host)."""
+    fn()
+    best = float("inf")
     for _ in range(repeats):
         start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        a.sum()
+        fn()
         stop.record()
         torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop) / 1e3)
+        best = min(best, start.elapsed_time(stop) / 1e3)
+    return best
+
+
+def cuda_read_gbs(torch, n_bytes: int, repeats: int = 20) -> float:
+    """HBM streaming-read bandwidth: torch.sum over a float32 device array of n_bytes."""
+    a = torch.ones(n_bytes // 4, dtype=torch.float32, device="cuda")
+    seconds = cuda_event_time(torch, a.sum, repeats)
     nbytes = a.nbytes
     del a
     torch.cuda.empty_cache()
-    return nbytes / min(times) / 1e9
+    return nbytes / seconds / 1e9
 
 
 def _timed(fn) -> float:
