@@ -1,0 +1,106 @@
+"""Files a user hands in, read with bounds.
+
+Every path that comes from the user (an equations file, a campaign, data, a results file)
+is opened here: it must be a regular file (a FIFO, /dev/zero or a directory would block or
+never end), and its size is checked against a limit for its kind *before* anything is read,
+so `--file /dev/zero` or an 8 GB sparse file is refused at once with a message that states
+the limit. Reads stop at the limit even if the file grows meanwhile.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from typing import BinaryIO
+
+from optbench.errors import UsageError
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+# Per kind of file: enough for any real use, small enough to read into memory at once.
+LIMITS = {
+    "equations": 1 * MiB,    # solve --file, -P file= (TOML of equations or an objective)
+    "campaign": 1 * MiB,     # bench campaign.toml
+    "data": 512 * MiB,       # -P data= CSV, fit --data
+    "results": 2 * GiB,      # results.jsonl for report / --resume
+}
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
+
+
+def limit_for(kind: str) -> int:
+    return LIMITS[kind]
+
+
+def open_bounded(path: str | os.PathLike[str], kind: str, *, what: str | None = None
+                 ) -> tuple[BinaryIO, int]:
+    """Open a user's file for reading: (binary handle, size). Refuses, as UsageError, a path
+    that does not exist, is not a regular file, or is larger than the limit for `kind`.
+
+    Opened with O_NONBLOCK so that a FIFO with no writer does not block the open itself;
+    the descriptor is checked with fstat (no race between the check and the read).
+    """
+    name = what or os.fspath(path)
+    limit = LIMITS[kind]
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UsageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{name} is a directory; expected a regular file") from None
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot read it ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UsageError(f"{name} is a directory; expected a regular file")
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"{name} is not a regular file (a FIFO, device or socket); "
+                             f"expected a regular file")
+        if info.st_size > limit:
+            raise UsageError(f"{name} is {info.st_size} bytes; the limit for {kind} files "
+                             f"is {_human(limit)}")
+        os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    return handle, info.st_size
+
+
+def read_bytes(path: str | os.PathLike[str], kind: str, *, what: str | None = None) -> bytes:
+    """The whole content of a user's file, bounded as `open_bounded` says."""
+    handle, _ = open_bounded(path, kind, what=what)
+    limit = LIMITS[kind]
+    with handle:
+        data = handle.read(limit + 1)  # the file may have grown since fstat
+    if len(data) > limit:
+        name = what or os.fspath(path)
+        raise UsageError(f"{name} grew beyond the limit for {kind} files "
+                         f"({_human(limit)}) while it was read")
+    return data
+
+
+def read_text(path: str | os.PathLike[str], kind: str, *, what: str | None = None,
+              encoding: str = "utf-8") -> str:
+    """A user's text file, bounded; undecodable bytes are a UsageError naming the file."""
+    data = read_bytes(path, kind, what=what)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        name = what or os.fspath(path)
+        raise UsageError(f"{name}: not {encoding} text (byte {exc.start}); "
+                         f"expected a text file") from None
+
+
+def open_text(path: str | os.PathLike[str], kind: str, *, what: str | None = None,
+              encoding: str = "utf-8", newline: str | None = None) -> io.TextIOWrapper:
+    """A user's text file as a stream (for CSV readers), bounded as `open_bounded` says."""
+    handle, _ = open_bounded(path, kind, what=what)
+    return io.TextIOWrapper(handle, encoding=encoding, newline=newline)
