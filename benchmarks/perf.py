@@ -64,6 +64,16 @@ def change_mark(row: str) -> str:
     return first[0] if first else ""
 
 
+def require_asv() -> None:
+    """asv is in the `dev` extra, not in `all`: say so in one line instead of a traceback."""
+    try:
+        import asv  # noqa: F401
+    except ImportError:
+        print("perf: asv is not installed: pip install -c constraints.txt -e '.[dev]' "
+              "(or pip install asv)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="HEAD~1", help="commit to compare with")
@@ -77,6 +87,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.factor <= 1:
         parser.error(f"--factor {args.factor} is not accepted: expected a number > 1")
+    require_asv()
     try:
         base, head = git("rev-parse", args.base), git("rev-parse", args.head)
     except subprocess.CalledProcessError:
