@@ -71,7 +71,7 @@ def test_keys_for_resume(tmp_path):
     assert [r["seed"] for r in todo] == [2, 3]
 
 
-def test_truncated_last_line_is_ignored_once_then_repaired(tmp_path):
+def test_truncated_last_line_is_ignored_then_cut_before_the_next_append(tmp_path):
     path = tmp_path / "results.jsonl"
     whole = [json.dumps(record(0)), json.dumps(record(1))]
     path.write_text("\n".join(whole) + "\n" + json.dumps(record(2))[:40], encoding="utf-8")
@@ -80,30 +80,33 @@ def test_truncated_last_line_is_ignored_once_then_repaired(tmp_path):
         warnings.simplefilter("always")
         assert store.records() == [record(0), record(1)]
         assert len(store.keys()) == 2
-        store.append(record(3))  # repairs without saying it again
+        store.append(record(3))  # cuts it, saying so once
         store.append(record(4))
     assert [str(w.message) for w in caught] == [
-        f"{path}: ignoring a truncated last line (from an interrupted run); "
-        "it is removed on the next append"]
-    assert caught[0].category is ResultsWarning
+        f"{path}: ignoring a truncated last line (from an interrupted run)",
+        f"{path}: a truncated last line (40 bytes, no newline: a record cut short by an "
+        "interrupted run) follows 2 whole records; it is cut off before the next record is "
+        "appended"]
+    assert {w.category for w in caught} == {ResultsWarning}
     assert [json.loads(line) for line in lines_of(path)] == [record(i) for i in (0, 1, 3, 4)]
 
 
-def test_first_append_repairs_with_one_warning(tmp_path):
+def test_first_append_cuts_a_partial_record_with_one_warning(tmp_path):
     path = tmp_path / "results.jsonl"
     path.write_bytes(json.dumps(record(0)).encode() + b"\n" + b'{"problem": "regr\xc3')
     said: list[str] = []
     ResultsStore(path, on_warning=said.append).append(record(1))
-    assert said == [f"{path}: removed a truncated last line (from an interrupted run)"]
+    assert len(said) == 1 and "(18 bytes, no newline" in said[0] and "1 whole" in said[0]
     assert [json.loads(line) for line in lines_of(path)] == [record(0), record(1)]
 
 
-def test_only_a_truncated_line(tmp_path):
+def test_only_a_truncated_line_is_not_cut(tmp_path):
+    """Only a partial record *behind whole records* is what a killed writer leaves."""
     path = tmp_path / "r.jsonl"
     path.write_bytes(b'{"a": [1, 2')
-    with pytest.warns(ResultsWarning, match="truncated"):
-        ResultsStore(path).append({"a": 1})
-    assert path.read_bytes() == b'{"a": 1}\n'
+    with pytest.raises(UsageError, match=r"line 1 is not JSON \(and has no newline\)"):
+        ResultsStore(path).append(record(0))
+    assert path.read_bytes() == b'{"a": [1, 2'
 
 
 def test_whole_record_missing_its_newline_is_kept(tmp_path):
@@ -123,8 +126,8 @@ def test_corrupt_middle_line_is_skipped_with_its_line_number(tmp_path):
     store = ResultsStore(path, on_warning=said.append)
     assert store.records() == [record(0), record(1)]
     store.records()
-    assert said == [f"{path}:2: skipping a line that is not a JSON record",
-                    f"{path}:4: skipping a line that is not a JSON record"]
+    assert said == [f"{path}: skipped 2 lines that are not run records (first: line 2 is not "
+                    "JSON)"]
 
 
 def test_missing_directory_is_a_usage_error(tmp_path):
@@ -180,8 +183,10 @@ json_values = st.recursive(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.dictionaries(st.text(), json_values, max_size=6), min_size=1, max_size=4))
-def test_random_records_survive_append_and_read(recs):
+@given(st.lists(st.dictionaries(st.text().map(lambda k: "_" + k), json_values, max_size=6),
+                min_size=1, max_size=4))
+def test_random_records_survive_append_and_read(extras):
+    recs = [{**record(seed), **extra} for seed, extra in enumerate(extras)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "r.jsonl"
         store = ResultsStore(path, on_warning=pytest.fail)
@@ -202,13 +207,14 @@ APPENDER = """
     from optbench.results import ResultsStore
     path, tag, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     store = ResultsStore(path)
-    big = {"trace": [[i, i * 1e-3, 1.0 / (i + 1)] for i in range(1500)], "s": "é\\n\\u2028"}
+    big = {"problem": "p", "backend": "b", "status": "max_steps",
+           "trace": [[i, i * 1e-3, 1.0 / (i + 1)] for i in range(1500)], "s": "é\\n\\u2028"}
     print("ready", flush=True)
     while not os.path.exists(go):
         time.sleep(0.001)
     i = 0
     while count < 0 or i < count:
-        store.append({"tag": tag, "i": i, **big})
+        store.append({"tag": tag, "i": i, "seed": i, **big})
         i += 1
 """
 
@@ -233,10 +239,10 @@ def test_sigkill_leaves_only_whole_lines_and_a_repairable_tail(tmp_path):
     said: list[str] = []
     store = ResultsStore(path, on_warning=said.append)
     assert len(store.records()) == len(whole)
-    store.append({"tag": "after"})
-    assert len(said) == (1 if tail else 0)
+    store.append(record(0, tag="after"))
+    assert len(said) == (2 if tail else 0)  # ignored when read, cut when appended to
     parsed = [json.loads(line) for line in lines_of(path)]
-    assert len(parsed) == len(whole) + 1 and parsed[-1] == {"tag": "after"}
+    assert len(parsed) == len(whole) + 1 and parsed[-1] == record(0, tag="after")
 
 
 def test_two_processes_appending_the_same_file(tmp_path):

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import tomllib
 
-from optbench import api
+from optbench import api, userfiles
 from optbench.core import Param
 from optbench.core.backend import DTYPES
 from optbench.core.params import resolve
@@ -42,6 +43,12 @@ class RunSpec:
     optimizer: str
     optimizer_params: tuple[tuple[str, Any], ...]
     seed: int
+    # The campaign's stop rules: part of the run's key, so that `--steps 50 --resume` after a
+    # 5000-step campaign runs its own runs.
+    max_steps: int | None = None
+    tol: float | None = None
+    max_time: float | None = None
+    compile: bool = False
 
     @property
     def key(self) -> str:
@@ -51,7 +58,8 @@ class RunSpec:
                         "backend": self.backend, "device": self.device, "dtype": self.dtype,
                         "optimizer": self.optimizer,
                         "optimizer_params": api.jsonable(dict(self.optimizer_params)),
-                        "seed": self.seed})
+                        "seed": self.seed, "max_steps": self.max_steps, "tol": self.tol,
+                        "max_time": self.max_time, "compile": self.compile})
 
     @property
     def warmup_group(self) -> tuple[Any, ...]:
@@ -123,13 +131,13 @@ def _alternatives(param: Param, texts: list[Any]) -> list[Any]:
 
 def read_campaign(path: str) -> Campaign:
     """A TOML campaign file: the same axes as the command line, as TOML values."""
+    if not os.path.lexists(path):
+        raise UsageError(f"{path}: cannot read it (no such file)")
+    text = userfiles.read_text(path, "campaign")  # a FIFO or /dev/zero is refused, not read
     try:
-        with open(path, "rb") as handle:
-            c = tomllib.load(handle)
+        c = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read it ({type(exc).__name__})") from None
     allowed = {"problems", "backends", "optimizers", "seeds", "lr", "dtype", "device",
                "problem_params", "optimizer_params", "steps", "tol", "max_time"}
     unknown = sorted(set(c) - allowed)
@@ -240,7 +248,8 @@ def expand(c: Campaign, registry: Registry | None = None
                         for (backend, dtype, device), seed in itertools.product(backends,
                                                                                 c.seeds):
                             specs.append(RunSpec(prob.name, frozen_p, backend, device, dtype,
-                                                 opt.name, tuple(hp.items()), seed))
+                                                 opt.name, tuple(hp.items()), seed,
+                                                 c.steps, c.tol, c.max_time))
     # One run per key (what --resume and the store go by): `--lr 0.1,0.10`, a repeated name
     # or alternative would otherwise run, and store, the same run twice.
     unique: dict[str, RunSpec] = {}

@@ -43,7 +43,7 @@ def _options(spec: RunSpec, campaign: Campaign) -> dict[str, Any]:
 def _finish(record: dict[str, Any], spec: RunSpec, campaign: Campaign, campaign_id: str,
             host: dict[str, Any] | None) -> dict[str, Any]:
     record.update(campaign=campaign_id, host=host, tol=campaign.tol,
-                  max_steps=campaign.steps)
+                  max_time=campaign.max_time, max_steps=campaign.steps)
     return record
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -52,7 +53,7 @@ def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
     from optbench.bench import executors
     from optbench.bench.execute import progress_bar, run_campaign
     from optbench.errors import UsageError
-    from optbench.results import ResultsStore
+    from optbench.results import ResultsError, ResultsStore
 
     if workers is not None and scheduler is not None:
         raise UsageError("--workers and --scheduler exclude each other: the scheduler's "
@@ -80,24 +81,35 @@ def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
             optimizer_params=cmp.grid_assignments(optimizer_params, "-O"),
             steps=steps, tol=tol, max_time=max_time)
     specs, skipped = cmp.expand(c)
+    if getattr(signal, "SIGXFSZ", None) and signal.getsignal(signal.SIGXFSZ) == signal.SIG_DFL:
+        # A file-size limit (ulimit -f) must fail the write, which the store rolls back, not
+        # kill the campaign mid-line. (CPython ignores SIGXFSZ already; an embedder may not.)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     store = ResultsStore(output, on_warning=lambda m: click.echo(f"optbench: warning: {m}",
                                                                   err=True))
-    present = store.records()
-    if present and not resume:
-        raise UsageError(f"--output {output} already holds {len(present)} records: add "
-                         "--resume to complete that campaign, or choose another file")
-    for name, reason in skipped:
-        click.echo(f"optbench: skipping backend {name}: {reason}", err=True)
-    executor = None
-    if workers is not None or scheduler is not None:
-        executors.require_dask()
+    # Held until the campaign ends: refused before any run when the file is not a regular
+    # file we can write, not a results file, or held by another campaign.
+    with store.writing() as present:
+        if present and not resume:
+            raise UsageError(f"--output {output} already holds {len(present)} records: add "
+                             "--resume to complete that campaign, or choose another file")
+        for name, reason in skipped:
+            click.echo(f"optbench: skipping backend {name}: {reason}", err=True)
+        executor = None
+        if workers is not None or scheduler is not None:
+            executors.require_dask()
+            try:
+                executor = executors.Dask(scheduler=scheduler, workers=workers)
+            except ConnectionError as exc:
+                click.echo(f"optbench: error: {exc}", err=True)
+                sys.exit(1)
         try:
-            executor = executors.Dask(scheduler=scheduler, workers=workers)
-        except ConnectionError as exc:
-            click.echo(f"optbench: error: {exc}", err=True)
+            outcome = run_campaign(specs, c, store, resume=resume,
+                                   progress=progress_bar(quiet), executor=executor)
+        except ResultsError as exc:  # a full disk, say: that record was rolled back
+            click.echo(f"optbench: error: {exc} ({store.appended} runs written before it)",
+                       err=True)
             sys.exit(1)
-    outcome = run_campaign(specs, c, store, resume=resume, progress=progress_bar(quiet),
-                           executor=executor)
     summary = (f"{outcome.written} runs written to {output}"
                + (f", {outcome.already} already there" if outcome.already else "")
                + (f", {outcome.errors} failed (status error)" if outcome.errors else ""))
@@ -132,7 +144,7 @@ def report(results, target, by, plot_dir, html_path, fmt):
     from optbench.errors import UsageError
     from optbench.results import ResultsStore
 
-    if not os.path.isfile(results):
+    if not os.path.lexists(results):
         raise UsageError(f"{results}: no such results file")
     if not (math.isfinite(target) and target > 0):
         raise UsageError(f"--target {target} is not accepted: expected a number > 0")

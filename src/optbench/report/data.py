@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from optbench.errors import UsageError
+from optbench.results import ResultsStore
 
 DEFAULT_TARGET = 1e-8
 FAILED = ("diverged", "error", "timeout")
@@ -37,29 +40,16 @@ Task = tuple[str, str, int]
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a JSON Lines results file.
+    """The run records of a JSON Lines results file, as the results store reads them.
 
-    A last line cut short by a killed writer is skipped with a warning; blank lines are
-    ignored; any other line that is not a JSON object raises ValueError naming the line.
+    Lines that are not run records (not JSON, nested too deeply, fields of the wrong types)
+    are skipped, counted in one `ResultsWarning`; a last line cut short by a killed writer
+    is skipped with a warning; blank lines are ignored. A path that is not there, or not a
+    regular file, is a UsageError.
     """
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):  # no newline after it: a partial last line
-                warnings.warn(f"{path}: ignoring a truncated last line", stacklevel=2)
-                continue
-            raise ValueError(f"{path}:{number}: not a JSON record") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number}: not a JSON object")
-        records.append(record)
-    return records
+    if not os.path.lexists(path):
+        raise UsageError(f"{os.fspath(path)}: no such results file")
+    return ResultsStore(path).records()
 
 
 def _check_target(target: float) -> float:

@@ -5,6 +5,15 @@
 """
 
 from optbench.results.host import host_info
-from optbench.results.store import KEY_FIELDS, ResultsStore, ResultsWarning, load, run_key
+from optbench.results.lines import check_record, parse_record
+from optbench.results.store import (
+    KEY_FIELDS,
+    ResultsError,
+    ResultsStore,
+    ResultsWarning,
+    load,
+    run_key,
+)
 
-__all__ = ["KEY_FIELDS", "ResultsStore", "ResultsWarning", "host_info", "load", "run_key"]
+__all__ = ["KEY_FIELDS", "ResultsError", "ResultsStore", "ResultsWarning", "check_record",
+           "host_info", "load", "parse_record", "run_key"]
