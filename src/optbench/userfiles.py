@@ -27,7 +27,7 @@ LIMITS = {
 }
 
 
-def _human(n: int) -> str:
+def human_size(n: int) -> str:
     for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
         if n >= size and n % size == 0:
             return f"{n // size} {unit}"
@@ -65,7 +65,7 @@ def open_bounded(path: str | os.PathLike[str], kind: str, *, what: str | None = 
                              f"expected a regular file")
         if info.st_size > limit:
             raise UsageError(f"{name} is {info.st_size} bytes; the limit for {kind} files "
-                             f"is {_human(limit)}")
+                             f"is {human_size(limit)}")
         os.set_blocking(fd, True)
         handle = os.fdopen(fd, "rb")
     except BaseException:
@@ -83,7 +83,7 @@ def read_bytes(path: str | os.PathLike[str], kind: str, *, what: str | None = No
     if len(data) > limit:
         name = what or os.fspath(path)
         raise UsageError(f"{name} grew beyond the limit for {kind} files "
-                         f"({_human(limit)}) while it was read")
+                         f"({human_size(limit)}) while it was read")
     return data
 
 

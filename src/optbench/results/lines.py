@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from optbench.userfiles import _human
+from optbench.userfiles import human_size
 
 MAX_LINE = 64 << 20
 """A longer line is not a run record (a record of 10^6 variables is about 40 MB)."""
@@ -183,7 +183,7 @@ def _unicode(value: Any) -> bool:
 def parse_record(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
     """(record, None) for a line that is a run record, else (None, why not)."""
     if len(line) > MAX_LINE:
-        return None, f"is longer than {_human(MAX_LINE)}"
+        return None, f"is longer than {human_size(MAX_LINE)}"
     value, reason = _parse(line)
     if reason is None:
         reason = check_record(value)

@@ -36,7 +36,7 @@ from typing import Any
 
 from optbench.errors import UsageError
 from optbench.results.lines import iter_lines, looks_cut_short, parse_record
-from optbench.userfiles import LIMITS, _human, open_bounded
+from optbench.userfiles import LIMITS, human_size, open_bounded
 
 try:  # advisory lock: serializes optbench appenders (absent on Windows, where we do without)
     import fcntl
@@ -278,7 +278,7 @@ class ResultsStore:
         limit = LIMITS["results"]
         if info.st_size > limit:
             raise UsageError(f"{self.name} is {info.st_size} bytes; the limit for results "
-                             f"files is {_human(limit)}")
+                             f"files is {human_size(limit)}")
         start, before = 0, _Scan()
         if not collect and self._state is not None:
             dev, ino, end, known = self._state
