@@ -6,14 +6,20 @@ Part 1 needs the two distributions under plugins/ installed (CI does it):
 
 Part 2 registers plugin objects through `Registry.load(extra=..., entry_points_too=False)`
 and needs nothing installed.
+
+Part 3 makes misbehaving plugins as real distributions in a temporary directory
+(tests/distributions.py), puts it on PYTHONPATH and runs every command in a fresh interpreter:
+available() that raises, a BaseException at import, prints on stdout, Ctrl-C while loading.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from importlib.metadata import version
 
 import numpy as np
@@ -21,8 +27,9 @@ import pytest
 from click.testing import CliRunner
 
 import optbench
-from distributions import installed
-from optbench import api
+from clitools import assert_usage_error, run_main
+from distributions import installed, make_distribution, on_path
+from optbench import api, plugins
 from optbench.backends.finite_diff import FiniteDifferenceBackend
 from optbench.cli.main import cli
 from optbench.core import Problem
@@ -443,3 +450,290 @@ def test_plugins_json_records_have_exactly_the_design_keys(
     result = invoke("run", "--backend", "all", "--steps", "5", "--format", "json")
     assert result.exit_code == 0, result.output
     assert "toy" in {r["backend"] for r in json.loads(result.stdout)}
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Misbehaving plugins as real distributions on the path, every command end to end
+# ---------------------------------------------------------------------------------------
+
+# torch and jax take seconds to import, and the plugins under test need neither: they are
+# disabled in these subprocesses, so that each command costs about a second.
+LIGHT = {"OPTBENCH_DISABLE_PLUGINS": "optbench.backends.pytorch,jax"}
+
+MOODY = '''
+    import optbench
+    from optbench.backends.finite_diff import FiniteDifferenceBackend
+
+
+    class MoodyBackend(FiniteDifferenceBackend):
+        name = "moody"
+        description = "finite differences whose available() raises (a test plugin)"
+
+        def available(self, device="cpu"):
+            raise ValueError("cannot tell today")
+
+
+    @optbench.hookimpl
+    def register_backends(register):
+        register(MoodyBackend())
+'''
+
+SKIPPING = '''
+    import pytest
+
+    pytest.importorskip("optbench_no_such_module")  # raises Skipped, a BaseException
+'''
+
+# Prints at import and in every value_and_grad, through Python, file descriptor 1, the C
+# library's buffered stdout and a child process: each must reach stderr, never stdout.
+CHATTY = '''
+    import ctypes
+    import os
+    import subprocess
+    import sys
+
+    import optbench
+    from optbench.backends.finite_diff import (FiniteDifferenceBackend,
+                                               FiniteDifferenceObjective)
+
+    print("chatty: print at import")
+    os.write(1, b"chatty: fd 1 at import\\n")
+    subprocess.run([sys.executable, "-c", "print('chatty: a child process')"], check=True)
+    try:
+        ctypes.CDLL(None).printf(b"chatty: C printf at import\\n")  # buffered by the C library
+    except (OSError, AttributeError):  # no C library to call on this platform
+        print("chatty: C printf at import")
+
+
+    class ChattyObjective(FiniteDifferenceObjective):
+        def value_and_grad(self, x):
+            print("chatty: value_and_grad")
+            os.write(1, b"chatty: fd 1 in value_and_grad\\n")
+            return super().value_and_grad(x)
+
+
+    class ChattyBackend(FiniteDifferenceBackend):
+        name = "chatty"
+        description = "finite differences that print (a test plugin)"
+
+        def prepare(self, problem, data, *, dtype, device):
+            return ChattyObjective(problem, data, dtype)
+
+
+    @optbench.hookimpl
+    def register_backends(register):
+        register(ChattyBackend())
+'''
+
+
+def with_plugin(tmp_path, name: str, source: str):
+    """Runs `optbench ARGS` in a fresh interpreter that finds distribution `name` installed."""
+    root = make_distribution(tmp_path / "site", name, source)
+
+    def cli_(*args: str) -> subprocess.CompletedProcess:
+        return optbench_cli(*args, env={**on_path(root), **LIGHT})
+
+    return cli_
+
+
+def every_command(cli_, tmp_path) -> dict[str, subprocess.CompletedProcess]:
+    """list, run --backend all, grad, bench and plugins --format json: each exits 0 with no
+    traceback, whatever the plugin does."""
+    results = tmp_path / "results.jsonl"
+    procs = {
+        "list": cli_("list", "--format", "json"),
+        "run": cli_("run", "--backend", "all", "--steps", "5", "--format", "json"),
+        "grad": cli_("grad", "x*x + 3*x", "--at", "x=2", "--backend", "all", "--format",
+                     "json"),
+        "bench": cli_("bench", "--backend", "all", "--steps", "3", "-q", "-o", str(results)),
+        "plugins": cli_("plugins", "--format", "json"),
+    }
+    for command, proc in procs.items():
+        assert proc.returncode == 0, (command, proc.stderr)
+        assert "Traceback" not in proc.stderr, (command, proc.stderr)
+    assert procs["bench"].stdout == ""
+    procs["bench"].records = [json.loads(line) for line in results.read_text().splitlines()]
+    return procs
+
+
+def test_a_backend_whose_available_raises_is_unavailable_with_its_error(tmp_path):
+    procs = every_command(with_plugin(tmp_path, "optbench-moody", MOODY), tmp_path)
+    reason = "available() raised ValueError: cannot tell today"
+
+    row = by_name(json.loads(procs["list"].stdout))["moody"]
+    assert row["available"] is False and row["reason"] == reason
+    assert row["devices"] == {"cpu": reason} and row["plugin"] == "optbench-moody"
+    plugin = by_name(json.loads(procs["plugins"].stdout))["optbench-moody"]
+    assert plugin == {"name": "optbench-moody", "version": "0.1.0",
+                      "distribution": "optbench-moody", "registers": ["backend:moody"],
+                      "error": f"backend moody on cpu: {reason}"}
+
+    skipped = f"optbench: skipping backend moody: {reason}"
+    ran = {r["backend"] for r in json.loads(procs["run"].stdout)}
+    assert "fd" in ran and "moody" not in ran
+    assert skipped in procs["run"].stderr.splitlines()
+    graded = {r["backend"]: r for r in json.loads(procs["grad"].stdout)["results"]}
+    assert "moody" not in graded and graded["fd"]["grad"]["x"] == pytest.approx(7.0)
+    assert skipped in procs["grad"].stderr.splitlines()
+    benched = {r["backend"] for r in procs["bench"].records}
+    assert "fd" in benched and "moody" not in benched
+    assert skipped in procs["bench"].stderr.splitlines()
+
+
+def test_a_plugin_raising_a_base_exception_at_import_is_that_plugins_error(tmp_path):
+    procs = every_command(with_plugin(tmp_path, "optbench-skipping", SKIPPING), tmp_path)
+    plugin = by_name(json.loads(procs["plugins"].stdout))["optbench-skipping"]
+    assert plugin["registers"] == [] and plugin["version"] == "0.1.0"
+    assert plugin["error"] == ("Skipped: could not import 'optbench_no_such_module': "
+                               "No module named 'optbench_no_such_module'")
+    for command, proc in procs.items():  # said by `plugins` alone, never by the others
+        assert "optbench_no_such_module" not in proc.stderr, (command, proc.stderr)
+    assert {"fd", "autograd"} <= {r["backend"] for r in json.loads(procs["run"].stdout)}
+
+
+def test_json_on_stdout_stays_pure_whatever_a_plugin_prints(tmp_path):
+    cli_ = with_plugin(tmp_path, "optbench-chatty", CHATTY)
+    procs = every_command(cli_, tmp_path)
+    procs["solve"] = cli_("solve", "x + y = 3", "x - y = 1", "--backend", "chatty",
+                          "--optimizer", "lbfgs",
+                          "--steps", "50", "--format", "json")
+    at_import = ["chatty: print at import", "chatty: fd 1 at import",
+                 "chatty: a child process", "chatty: C printf at import"]
+    for command, proc in procs.items():
+        assert proc.returncode == 0, (command, proc.stderr)
+        if command != "bench":
+            json.loads(proc.stdout)  # the whole of stdout is one JSON document
+        assert "chatty:" not in proc.stdout, command
+        for line in at_import:  # what the plugin printed went to stderr, not lost
+            assert line in proc.stderr.splitlines(), (command, line, proc.stderr)
+    for command in ("run", "grad", "bench", "solve"):
+        lines = procs[command].stderr.splitlines()
+        assert "chatty: value_and_grad" in lines and "chatty: fd 1 in value_and_grad" in lines
+    assert "chatty" in {r["backend"] for r in json.loads(procs["run"].stdout)}
+    assert "chatty" in {r["backend"] for r in json.loads(procs["grad"].stdout)["results"]}
+    assert "chatty" in {r["backend"] for r in procs["bench"].records}
+    (solved,) = json.loads(procs["solve"].stdout)
+    assert solved["x"] == pytest.approx([2.0, 1.0], abs=1e-3)
+    # Tables are results too: the plugin's prints stay out of them.
+    table = cli_("list", "backends")
+    assert table.returncode == 0 and "chatty" in table.stdout
+    assert not [line for line in table.stdout.splitlines() if line.startswith("chatty:")]
+
+
+SLEEPY = '''
+    import os
+    import time
+
+    open(os.environ["OPTBENCH_TEST_MARKER"], "w").close()  # the test presses Ctrl-C now
+    time.sleep(120)
+'''
+
+
+def test_ctrl_c_while_a_plugin_loads_is_one_line_and_exit_130(tmp_path):
+    root = make_distribution(tmp_path / "site", "optbench-sleepy", SLEEPY)
+    marker = tmp_path / "importing"
+    env = {**on_path(root), **LIGHT, "OPTBENCH_TEST_MARKER": str(marker)}
+    proc = subprocess.Popen([sys.executable, "-m", "optbench", "list", "--format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120  # a hang detector, not a timing
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the plugin was never imported"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert out == "" and err.splitlines() == ["optbench: interrupted"]
+
+
+# Ctrl-C landing while the command line itself is still being imported, made exact: the
+# import of click (the first heavy one) raises KeyboardInterrupt.
+INTERRUPTED_START = """
+import sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, CtrlC())
+from optbench.cli.main import main
+main(["list"])
+"""
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130():
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_START], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stdout == "" and proc.stderr.splitlines() == ["optbench: interrupted"]
+
+
+def test_ctrl_c_in_a_plugins_import_is_not_recorded_as_its_error(good_plugin):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    class Custom(BaseException):
+        pass
+
+    def custom():
+        raise Custom("not an Exception")
+
+    registry = Registry()
+    assert registry.add("custom", custom).error == "Custom: not an Exception"
+    with pytest.raises(KeyboardInterrupt):
+        registry.add("interrupted", interrupted)
+    assert registry.add("good", lambda: good_plugin).error is None
+
+
+class MoodyBackend(FiniteDifferenceBackend):
+    name = "moody"
+    calls = 0
+
+    def available(self, device="cpu"):
+        type(self).calls += 1
+        raise ValueError("cannot\ntell today")
+
+
+class OddBackend(FiniteDifferenceBackend):
+    name = "odd"
+
+    def available(self, device="cpu"):
+        return False  # neither None nor a reason
+
+
+class MoodyPlugin:
+    @optbench.hookimpl
+    def register_backends(self, register):
+        register(MoodyBackend())
+        register(OddBackend())
+
+
+def test_available_is_asked_once_and_never_raises(use_registry, capsys):
+    registry = load(("moody-plugin", MoodyPlugin()))
+    use_registry(registry)
+    moody = registry.get("backend", "moody")
+    MoodyBackend.calls = 0
+    reason = "available() raised ValueError: cannot tell today"  # one line
+    assert plugins.available(moody) == reason
+    assert plugins.available(registry.get("backend", "odd")) == (
+        "available() returned False: expected None or a reason")
+    code, out, err = run_main(capsys, "list", "backends", "--format", "json")
+    assert code == 0 and by_name(json.loads(out))["moody"]["reason"] == reason
+    code, out, err = run_main(capsys, "run", "--backend", "all", "--steps", "2", "--format",
+                              "json")
+    assert code == 0, err
+    assert "moody" not in {r["backend"] for r in json.loads(out)}
+    assert MoodyBackend.calls == 1  # cached: a plugin's answer does not change mid-command
+    # Named alone, it is refused as any unavailable backend is: bad input, one line.
+    assert_usage_error(*run_main(capsys, "run", "--backend", "moody"),
+                       "backend moody cannot run here", reason)
+    code, out, err = run_main(capsys, "plugins", "--format", "json")
+    assert by_name(json.loads(out))["moody-plugin"]["error"] == (
+        f"backend moody on cpu: {reason}; backend odd on cpu: available() returned False: "
+        "expected None or a reason")

@@ -7,14 +7,23 @@
 Importing optbench is light: torch, autograd and the rest load when a backend is used.
 """
 
-from importlib.metadata import PackageNotFoundError, version
 
-from optbench.hookspecs import hookimpl
+def __getattr__(name: str) -> object:
+    # __version__ and hookimpl are looked up when first used, not at import: the console
+    # script imports this package before main() can handle Ctrl-C, so it must be quick.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("optbench")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+        try:
+            value = version("optbench")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            value = "0+unknown"
+    elif name == "hookimpl":
+        from optbench.hookspecs import hookimpl as value
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def solve(problem="regression", backend="torch", optimizer="nadam", **options):

@@ -19,7 +19,7 @@ from optbench.core import Backend, Instance, Method, Optimizer, Problem, Referen
 from optbench.core.backend import DTYPES
 from optbench.core.params import resolve
 from optbench.errors import UsageError
-from optbench.plugins import Registry, get_registry
+from optbench.plugins import Registry, available, get_registry
 from optbench.runner import stopping
 from optbench.runner.loop import drive, optimize, run_compiled
 
@@ -139,8 +139,8 @@ def _unusable(backend: Backend, dtype: str, device: str, compile: bool = False) 
         return f"device={device} is not supported; accepted: {', '.join(backend.devices)}"
     if dtype not in backend.dtypes:
         return f"dtype={dtype} is not supported; accepted: {', '.join(backend.dtypes)}"
-    reason = backend.available(device)
-    usable = [d for d in backend.devices if d != device and backend.available(d) is None]
+    reason = available(backend, device)  # never raises: a plugin's bug is its reason
+    usable = [d for d in backend.devices if d != device and available(backend, d) is None]
     if reason is not None and usable:  # name the bad device and the ones that would work
         return f"device={device} is not available ({reason}); accepted: {', '.join(usable)}"
     return reason

@@ -4,6 +4,11 @@ Each plugin is loaded on its own. One whose import raises, whose hook raises, th
 implements a hook that does not exist (a misspelling) or that registers something invalid is
 recorded with its error and skipped — it never stops the tool. `optbench plugins` shows them.
 `OPTBENCH_DISABLE_PLUGINS=name,...` skips plugins by name.
+
+"Raises" means any exception a plugin's own code can end with, BaseExceptions included
+(pytest.importorskip's Skipped, SystemExit): only Ctrl-C (KeyboardInterrupt) goes through,
+because that is the user's, not the plugin's. The same holds for a backend's available(),
+which every command asks through `available()` here, once per backend and device.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ BUILTIN_PLUGINS = (
 KINDS = ("backend", "problem", "optimizer")
 _HOOK = {"backend": "register_backends", "problem": "register_problems",
          "optimizer": "register_optimizers"}
+
+# What a plugin's code may raise that is not its failure: the user's Ctrl-C (and a generator
+# being closed). Everything else it raises, BaseExceptions included, is its error.
+_NOT_THE_PLUGINS = (KeyboardInterrupt, GeneratorExit)
 
 
 @dataclass
@@ -108,9 +117,10 @@ class Registry:
             self.pm.register(plugin, name=name)
             self._check_hook_names(plugin)
             found = self._collect(plugin)
-        except (Exception, SystemExit) as exc:  # a plugin's own bug: report it, never crash
-            # One line, bounded: pluggy's own messages can span lines and list every plugin.
-            info.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        except _NOT_THE_PLUGINS:
+            raise
+        except BaseException as exc:  # a plugin's own bug: report it, never crash
+            info.error = describe(exc)
             # Only if registered under this name: the same object may already be registered
             # under another (one module behind two entry points), and that one must stay.
             if plugin is not None and self.pm.get_plugin(name) is plugin:
@@ -155,6 +165,24 @@ class Registry:
                     impl.function(**{arg: register for arg in impl.argnames})
         return found
 
+    def plugin_records(self) -> list[dict[str, Any]]:
+        """`optbench plugins --format json`: one record per plugin. A plugin that loaded
+        but whose backend's available() raises (or answers neither None nor a reason) has
+        that as its error, beside what it registers."""
+        records = []
+        for info in self.plugins:
+            record = info.to_json()
+            faults = []
+            for kind, name in (r.split(":", 1) for r in info.registers):
+                if kind == "backend":
+                    backend = self.items[kind][name]
+                    faults += [f"backend {name} on {device}: {fault}"
+                               for device in backend.devices
+                               if (fault := _availability(backend, device)[1])]
+            record["error"] = record["error"] or "; ".join(faults) or None
+            records.append(record)
+        return records
+
     # -- lookup -------------------------------------------------------------------------
 
     def names(self, kind: str) -> list[str]:
@@ -166,6 +194,47 @@ class Registry:
         except KeyError:
             valid = ", ".join(self.names(kind)) or "none"
             raise UsageError(f"unknown {kind} {name!r}; available: {valid}") from None
+
+
+def describe(exc: BaseException) -> str:
+    """A plugin's exception as one bounded line: its messages can span lines (pluggy's list
+    every plugin)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def available(backend: Any, device: str = "cpu") -> str | None:
+    """`backend.available(device)` that never raises: None when the backend is usable on
+    `device`, else the reason in words. An available() that raises, or answers neither None
+    nor a reason, is the plugin's bug: the backend is unavailable and that is the reason.
+
+    Every command asks here, so that one broken backend is skipped like a missing package
+    rather than ending the command; and the answer is kept, so that it is asked once."""
+    return _availability(backend, device)[0]
+
+
+# (id(backend), device) -> (backend, reason, fault). The backend is held so that its id is
+# not reused by another object while its answer is kept.
+_answers: dict[tuple[int, str], tuple[Any, str | None, str | None]] = {}
+
+
+def _availability(backend: Any, device: str) -> tuple[str | None, str | None]:
+    """(reason, fault): the reason it is unavailable (None: usable), and the fault of its
+    available() when it raised or answered out of contract (None: it kept the contract)."""
+    key = (id(backend), device)
+    if key not in _answers:
+        answer = fault = None
+        try:
+            answer = backend.available(device)
+        except _NOT_THE_PLUGINS:
+            raise
+        except BaseException as exc:
+            fault = f"available() raised {describe(exc)}"
+        else:
+            if answer is not None and not (isinstance(answer, str) and answer.strip()):
+                fault = f"available() returned {answer!r:.100}: expected None or a reason"
+        _answers[key] = (backend, fault or answer, fault)
+    _, reason, fault = _answers[key]
+    return reason, fault
 
 
 def _builtin_version(name: str) -> str | None:

@@ -141,6 +141,7 @@ def report(results, target, by, plot_dir, html_path, fmt):
     import os
 
     from optbench import report as rep
+    from optbench.cli.streams import emit
     from optbench.errors import UsageError
     from optbench.results import ResultsStore
 
@@ -160,11 +161,10 @@ def report(results, target, by, plot_dir, html_path, fmt):
         raise UsageError("--plot and --html need matplotlib: pip install 'optbench[report]'")
     if fmt == "json":
         rows = rep.summary(records, target, by=by)
-        click.echo(json.dumps([{k: (None if isinstance(v, float) and not math.isfinite(v)
-                                    else v) for k, v in row.items()} for row in rows],
-                              indent=1))
+        emit(json.dumps([{k: (None if isinstance(v, float) and not math.isfinite(v)
+                              else v) for k, v in row.items()} for row in rows], indent=1))
     else:
-        click.echo(rep.summary_text(records, target, by=by))
+        emit(rep.summary_text(records, target, by=by))
     if plot_dir is not None:
         os.makedirs(plot_dir, exist_ok=True)
         for path in rep.plots(records, plot_dir, target, by=by):

@@ -12,6 +12,7 @@ import sys
 import click
 
 from optbench.cli.options import FORMATS, RegistryName
+from optbench.cli.streams import emit
 
 
 @click.command()
@@ -69,9 +70,9 @@ def check(backends, optimizers, device, only, fmt):
             reports.append(check_optimizer(name, registry=registry, checks=chosen))
 
     if fmt == "json":
-        click.echo(json.dumps([r.to_json() for r in reports], indent=1))
+        emit(json.dumps([r.to_json() for r in reports], indent=1))
     else:
-        click.echo("\n\n".join(str(r) for r in reports))
+        emit("\n\n".join(str(r) for r in reports))
     if not all(r.ok for r in reports):
         failed = ", ".join(f"{r.kind} {r.name}" for r in reports if not r.ok)
         click.echo(f"optbench: check failed: {failed}", err=True)

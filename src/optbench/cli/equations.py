@@ -7,6 +7,7 @@ import json
 import click
 
 from optbench.cli.options import FORMATS, RegistryName, parse_numbers
+from optbench.cli.streams import emit
 
 
 @click.command()
@@ -54,9 +55,9 @@ def solve(equations, file, variables, backend, device, optimizer, lr, steps, tol
         x0=parse_numbers("--x0", x0), lr=lr, tol=tol, seed=seed, dtype=dtype, device=device,
         optimizer_params=parse_assignments(optimizer_params, "-O"))
     if fmt == "json":
-        click.echo(json.dumps([r.to_json() for r in records], indent=1))
+        emit(json.dumps([r.to_json() for r in records], indent=1))
     else:
-        click.echo(output.solve_report(records))
+        emit(output.solve_report(records))
     if any(r.status == "error" for r in records):
         sys.exit(1)
 
@@ -84,6 +85,6 @@ def grad(expression, at, backend, device, dtype, fmt):
     for s in result.pop("skipped"):
         click.echo(f"optbench: skipping backend {s['backend']}: {s['reason']}", err=True)
     if fmt == "json":
-        click.echo(json.dumps(result, indent=1))
+        emit(json.dumps(result, indent=1))
     else:
-        click.echo(output.grad_table(result))
+        emit(output.grad_table(result))

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from optbench.core import RunRecord
+from optbench.plugins import available
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -69,7 +70,7 @@ def list_rows(registry: Any, kinds: list[str] | None = None) -> list[dict[str, A
             row = {"kind": kind, "name": name, "description": obj.description,
                    "plugin": registry.owner[(kind, name)], "available": True, "reason": None}
             if kind == "backend":
-                devices = {d: obj.available(d) for d in obj.devices}
+                devices = {d: available(obj, d) for d in obj.devices}
                 row["available"] = devices[obj.devices[0]] is None
                 row["reason"] = devices[obj.devices[0]]
                 row["devices"] = devices
