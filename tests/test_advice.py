@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from clitools import run_main
 from optbench import advice, api
 
 
@@ -62,3 +63,15 @@ def test_no_note_for_a_run_that_converged_or_has_no_known_optimum():
                  problem_params={"objective": "(x-1)^2 + y^2"})
     r = api.execute(p, p.backends[0])
     assert p.reference is None and advice.advise(p, r, p.backends[0]) is None
+
+
+def test_the_command_line_prints_the_note_on_stderr_only_with_the_table(capsys):
+    code, out, err = run_main(capsys, "run", "--backend", "autograd")
+    assert code == 0
+    notes = [line for line in err.splitlines() if line.startswith("optbench: note: ")]
+    assert len(notes) == 1 and "--optimizer lbfgs: rel. error" in notes[0]
+    assert "note" not in out
+    code, out, err = run_main(capsys, "run", "--backend", "autograd", "--no-advice")
+    assert code == 0 and "note:" not in err
+    code, out, err = run_main(capsys, "run", "--backend", "autograd", "--format", "json")
+    assert code == 0 and "note:" not in err

@@ -99,8 +99,11 @@ def cli() -> None:
 @click.option("--compile", "compile_", is_flag=True,
               help="compile the whole loop, on backends that can (compile time goes to setup)")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--advice/--no-advice", default=True, show_default=True,
+              help="with the table: when a run ends far from a known optimum, try the same "
+              "task with more steps, a larger lr and lbfgs, and say what each reached")
 def run(problem, backend, device, optimizer, lr, steps, seed, dtype, problem_params,
-        optimizer_params, x0, tol, max_time, compile_, fmt):
+        optimizer_params, x0, tol, max_time, compile_, fmt, advice):
     """Minimize a problem with an optimizer on one backend or on all of them.
 
     The defaults reproduce the tutorial: fit x²+2x+3 to 20 points with NAdam, lr 0.01,
@@ -127,11 +130,24 @@ def run(problem, backend, device, optimizer, lr, steps, seed, dtype, problem_par
         emit(json.dumps([r.to_json() for r in records], indent=1))
     else:
         emit(output.run_table(plan, records))
+        if advice:
+            _advise(plan, records)
     failed = [r for r in records if r.status == "error"]
     for r in failed:
         click.echo(f"optbench: {r.backend} failed: {r.message}", err=True)
     if failed:
         sys.exit(1)
+
+
+def _advise(plan, records) -> None:
+    """One measured note, for the first backend whose run ended far from the optimum."""
+    from optbench.advice import advise, is_far
+
+    for backend, record in zip(plan.backends, records, strict=True):
+        if is_far(record, plan):
+            click.echo("optbench: measuring what would get there ...", err=True)
+            click.echo(f"optbench: note: {advise(plan, record, backend)}", err=True)
+            return
 
 
 @cli.command("list")
