@@ -166,9 +166,10 @@ PATHS = [
     CodePath({"MKL_CBWR": "AVX512"}, "CNR:AVX512", _AVX512),
     CodePath({"MKL_CBWR": "AVX2"}, "CNR:AVX2", _AVX2),
     CodePath({"MKL_CBWR": "COMPATIBLE"}, "CNR:COMPATIBLE"),
-    # ... and its dispatch limited to AVX2 (the banner names it). Left out: MKL_ENABLE_
-    # INSTRUCTIONS=AVX512, the default dispatch where the CPU has it (the in-process test
-    # runs it), and MKL_DEBUG_CPU_TYPE=5, dropped in MKL 2020.1 (torch's MKL 2024 ignores it).
+    # ... and its dispatch limited to plain AVX-512 (a Xeon with AMX otherwise takes its
+    # AVX-512 + AMX kernels) or to AVX2; the banner names the dispatch. Left out:
+    # MKL_DEBUG_CPU_TYPE=5, dropped in MKL 2020.1 (torch's MKL 2024 ignores it).
+    CodePath({"MKL_ENABLE_INSTRUCTIONS": "AVX512"}, "(Intel(R) AVX-512) enabled", _AVX512),
     CodePath({"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, "(Intel(R) AVX2)", _AVX2),
     # numpy's BLAS, OpenBLAS: the orthonormal basis is built with it (and polyfit's fit).
     CodePath({"OPENBLAS_CORETYPE": "SkylakeX"}, "OpenBLAS core SkylakeX", _AVX512),
@@ -225,7 +226,8 @@ def blas_paths() -> str:
 
 def summary(said: str) -> str:
     """blas_paths() in one line: MKL's CPU branch and CNR mode, OpenBLAS's core."""
-    branch = re.search(r"for Intel\(R\) 64 architecture (.*?) processors", said)
+    branch = re.search(r"for Intel\(R\) 64 architecture (.*?)(?: enabled)?(?: processors)?, Lnx",
+                       said)
     cnr = re.search(r"CNR:\S+", said)
     core = re.search(r"OpenBLAS core \S+", said)
     return "; ".join(m for m in (f"MKL {branch[1]}" if branch else "MKL ?",
