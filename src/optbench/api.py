@@ -7,6 +7,7 @@ identical task on one backend and returns its `RunRecord`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -93,8 +94,7 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
             raise UsageError(f"x0={x0!r} is not accepted: {expected}") from None
         _check(start.ndim == 1 and start.size == n and bool(np.all(np.isfinite(start))),
                f"x0 has {start.size} values; {expected}")
-        instance = Instance(instance.data, instance.from_user(start), instance.variables,
-                            instance.basis)
+        instance = dataclasses.replace(instance, x0=instance.from_user(start))
     return Plan(prob, p_params, instance, prob.reference(instance), opt, hp, method,
                 backends, unavailable, steps, seed, dtype, device, tol, max_time, compile)
 
@@ -186,7 +186,7 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
                 result = optimize(objective, p.method, x0, steps=p.steps, criteria=criteria)
             record.n_evals, record.n_fevals = objective.n_evals, objective.n_fevals
             # Reported f and gradient are those of the final point, evaluated outside the loop.
-            x = inst.to_user(objective.to_numpy(result.x))
+            x, note = inst.finalize(inst.to_user(objective.to_numpy(result.x)), p.dtype)
             f, g = objective.value_and_grad(result.x)
             f = float(f)
             g = objective.to_numpy(g).astype(np.float64)
@@ -197,7 +197,8 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
         record.message = f"{type(exc).__name__}: {exc}"
         record.setup_s = record.setup_s or time.perf_counter() - t0
         return record
-    record.status, record.message = result.status, result.message
+    record.status = result.status
+    record.message = "; ".join(m for m in (result.message, note) if m)
     if result.status not in ("diverged",) and not (math.isfinite(f) and np.all(np.isfinite(x))):
         record.status = "diverged"
         record.message = f"non-finite f or x after step {result.steps}"

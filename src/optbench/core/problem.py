@@ -60,6 +60,12 @@ class Instance:
         x = np.asarray(x, dtype=np.float64)
         return x if self.basis is None else np.linalg.solve(np.asarray(self.basis), x)
 
+    def finalize(self, x: Any, dtype: str) -> tuple[Any, str]:
+        """The user's x at the end of a run of this dtype, and a note for the record's
+        message ("" when none). Unchanged here; an instance may refine a converged x in
+        arithmetic the backend does not have, and must then say so in the note."""
+        return x, ""
+
 
 @dataclass(frozen=True)
 class LeastSquares:
