@@ -76,7 +76,9 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--problem", type=RegistryName("problem"), default="regression", show_default=True)
+@click.option("--problem", type=RegistryName("problem"), default="regression", show_default=True,
+              help="what to minimize: regression, puzzle, expr, rosenbrock, quadratic, ... "
+              "(`optbench list problems` lists them all, with their -P parameters)")
 @click.option("--backend", type=RegistryName("backend", allow_all=True), default="torch",
               show_default=True, help="a backend name, or 'all' for every available one")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda")
@@ -88,9 +90,11 @@ def cli() -> None:
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True)
 @click.option("-P", "problem_params", multiple=True, metavar="KEY=VALUE",
-              help="problem parameter, e.g. -P degree=3 -P data=points.csv")
+              help="problem parameter, e.g. -P degree=3 -P data=points.csv "
+              "(`optbench list problems` shows each problem's)")
 @click.option("-O", "optimizer_params", multiple=True, metavar="KEY=VALUE",
-              help="optimizer hyperparameter, e.g. -O betas=0.9,0.999")
+              help="optimizer hyperparameter, e.g. -O betas=0.9,0.999 "
+              "(`optbench list optimizers` shows each optimizer's)")
 @click.option("--x0", default=None, metavar="V1,V2,...", help="starting point [default: drawn "
               "from the seed]")
 @click.option("--tol", type=float, default=None,
@@ -162,8 +166,11 @@ def list_(kind, fmt):
     rows = output.list_rows(get_registry(), [kind[:-1]] if kind else None)
     if fmt == "json":
         emit(json.dumps(rows, indent=1))
+    elif kind in ("problems", "optimizers"):  # asked for one kind: show what each takes
+        emit(output.list_table(rows) + "\n" + output.params_table(rows))
     else:
-        emit(output.list_table(rows))
+        emit(output.list_table(rows) + "\n\n`optbench list problems` and `optbench list "
+             "optimizers` show each one's parameters (-P, -O).")
 
 
 @cli.command()

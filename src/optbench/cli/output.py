@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from optbench.core import RunRecord
+from optbench.core.params import applying
 from optbench.plugins import available
 
 
@@ -36,7 +37,8 @@ def _params(params: dict[str, Any]) -> str:
 def run_table(plan: Any, records: list[RunRecord]) -> str:
     first = records[0]
     ref = plan.reference
-    out = [f"problem    {first.problem} ({_params(first.problem_params)})",
+    shown = applying(plan.problem.params, first.problem_params)
+    out = [f"problem    {first.problem} ({_params(shown)})",
            f"optimizer  {first.optimizer} ({_params(first.optimizer_params)})",
            f"seed {first.seed}, {first.dtype} on {first.device}, at most {plan.steps} steps", ""]
     out.append(table(
@@ -77,8 +79,9 @@ def list_rows(registry: Any, kinds: list[str] | None = None) -> list[dict[str, A
                 row["dtypes"] = list(obj.dtypes)
             else:
                 declared = obj.params if kind == "problem" else obj.hyperparams
-                row["params"] = {p.name: {"default": _default(p.default), "accepts":
-                                          p.accepted(), "help": p.help} for p in declared}
+                row["params"] = {p.name: {"type": p.kind, "default": _default(p.default),
+                                          "accepts": p.accepted(), "help": p.help}
+                                 for p in declared}
             rows.append(row)
     return rows
 
@@ -97,6 +100,34 @@ def list_table(rows: list[dict[str, Any]]) -> str:
     return table(["kind", "name", "available", "plugin", "description"],
                  [[r["kind"], r["name"], status(r), r["plugin"], r["description"]]
                   for r in rows])
+
+
+def params_table(rows: list[dict[str, Any]]) -> str:
+    """Each problem's (or optimizer's) declared parameters: name, type, default, meaning and
+    what is accepted — what `-P`/`-O KEY=VALUE` takes."""
+    out = []
+    for row in rows:
+        if "params" not in row:
+            continue
+        flag = "-P" if row["kind"] == "problem" else "-O"
+        out += ["", f"{row['kind']} {row['name']}: {flag} KEY=VALUE"]
+        if not row["params"]:
+            out.append("  (no parameters)")
+            continue
+        lines = table(["name", "type", "default", "meaning (accepts)"],
+                      [[name, p["type"], _shown_default(p["default"]),
+                        f"{p['help']} ({p['accepts']})" if p["help"] else p["accepts"]]
+                       for name, p in row["params"].items()])
+        out += ["  " + line for line in lines.splitlines()]
+    return "\n".join(out)
+
+
+def _shown_default(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
 
 
 def plugins_table(infos: list[dict[str, Any]]) -> str:

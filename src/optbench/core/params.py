@@ -26,7 +26,9 @@ class Param:
     kind: "int", "float", "bool", "floats" (a comma-separated list), "str" or "path".
     low/high bound numbers (and each number of "floats"); `low_open` makes the lower bound
     exclusive (a learning rate must be > 0), `high_open` the upper one (a beta must be < 1).
-    `length` fixes the length of "floats".
+    `length` fixes the length of "floats". `unused_with` names the parameters that, when
+    set, make this one irrelevant (a drawn sample's size once `data` names a file): what is
+    shown of a run leaves it out.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Param:
     high_open: bool = False
     length: int | None = None
     choices: tuple[str, ...] | None = None
+    unused_with: tuple[str, ...] = ()
 
     def accepted(self) -> str:
         """What this parameter accepts, in words (used in error messages and listings)."""
@@ -196,3 +199,11 @@ def parse_assignments(items: Iterable[str], option: str) -> dict[str, str]:
             raise UsageError(f"{option} {item!r} is not accepted: expected key=value")
         out[key] = value.strip()
     return out
+
+
+def applying(declared: Iterable[Param], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values that apply: unset optional ones and those that a set parameter overrides
+    (`Param.unused_with`) are left out."""
+    overridden = {p.name for p in declared
+                  if any(values.get(other) is not None for other in p.unused_with)}
+    return {k: v for k, v in values.items() if v is not None and k not in overridden}
