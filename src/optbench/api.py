@@ -99,6 +99,33 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
                 backends, unavailable, steps, seed, dtype, device, tol, max_time, compile)
 
 
+def plan_many(problem: str = "regression", backend: str | Sequence[str] = "torch",
+              optimizer: str | Sequence[str] = "nadam", *,
+              optimizer_params: Mapping[str, Any] | None = None, lr: float | None = None,
+              registry: Registry | None = None, **options: Any) -> list[Plan]:
+    """One plan per optimizer (a name, a list, or ["all"]), each validated before any runs.
+
+    With several optimizers, `lr` and each `optimizer_params` key go to the optimizers that
+    declare them; one that none declares is refused.
+    """
+    registry = registry or get_registry()
+    names = [optimizer] if isinstance(optimizer, str) else list(optimizer)
+    if names == ["all"]:
+        names = registry.names("optimizer")
+    if len(names) == 1:
+        return [plan(problem, backend, names[0], optimizer_params=optimizer_params, lr=lr,
+                     registry=registry, **options)]
+    given = dict(optimizer_params or {})
+    declared = {n: {h.name for h in registry.get("optimizer", n).hyperparams} for n in names}
+    for key in [*given, *(["lr"] if lr is not None else [])]:
+        _check(any(key in d for d in declared.values()),
+               f"{key} is not a hyperparameter of any of {', '.join(names)}")
+    return [plan(problem, backend, n, registry=registry,
+                 optimizer_params={k: v for k, v in given.items() if k in declared[n]},
+                 lr=lr if "lr" in declared[n] else None, **options)
+            for n in names]
+
+
 def optimizer_hyperparams(opt: Optimizer, given: Mapping[str, Any] | None = None,
                           lr: float | None = None) -> dict[str, Any]:
     """All hyperparameters of a run: the user's over run_defaults over declared defaults."""

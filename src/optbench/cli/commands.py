@@ -79,10 +79,13 @@ def cli() -> None:
 @click.option("--problem", type=RegistryName("problem"), default="regression", show_default=True,
               help="what to minimize: regression, puzzle, expr, rosenbrock, quadratic, ... "
               "(`optbench list problems` lists them all, with their -P parameters)")
-@click.option("--backend", type=RegistryName("backend", allow_all=True), default="torch",
-              show_default=True, help="a backend name, or 'all' for every available one")
+@click.option("--backend", type=RegistryName("backend", allow_all=True, many=True),
+              default="torch", show_default=True,
+              help="a backend, a comma-separated list, or 'all' for every available one")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda")
-@click.option("--optimizer", type=RegistryName("optimizer"), default="nadam", show_default=True)
+@click.option("--optimizer", type=RegistryName("optimizer", allow_all=True, many=True),
+              default="nadam", show_default=True,
+              help="an optimizer, a comma-separated list (nadam,lbfgs), or 'all'")
 @click.option("--lr", type=float, default=None,
               help="learning rate [default: 0.01, the tutorial's; lbfgs: 1.0, torch's]")
 @click.option("--steps", type=int, default=1000, show_default=True)
@@ -117,37 +120,39 @@ def run(problem, backend, device, optimizer, lr, steps, seed, dtype, problem_par
     from optbench.cli import output
     from optbench.core.params import parse_assignments
 
-    plan = api.plan(problem, backend, optimizer,
-                    problem_params=parse_assignments(problem_params, "-P"),
-                    optimizer_params=parse_assignments(optimizer_params, "-O"),
-                    lr=lr, steps=steps, seed=seed, dtype=dtype, device=device,
-                    x0=parse_numbers("--x0", x0), tol=tol, max_time=max_time,
-                    compile=compile_)
-    for name, reason in plan.unavailable:
+    plans = api.plan_many(problem, backend, optimizer,
+                          problem_params=parse_assignments(problem_params, "-P"),
+                          optimizer_params=parse_assignments(optimizer_params, "-O"),
+                          lr=lr, steps=steps, seed=seed, dtype=dtype, device=device,
+                          x0=parse_numbers("--x0", x0), tol=tol, max_time=max_time,
+                          compile=compile_)
+    for name, reason in plans[0].unavailable:
         click.echo(f"optbench: skipping backend {name}: {reason}", err=True)
-    records = []
-    for b in plan.backends:
-        if fmt == "table":
-            click.echo(f"optbench: running {b.name} ...", err=True)
-        records.append(api.execute(plan, b))
+    runs = []
+    for plan in plans:
+        for b in plan.backends:
+            if fmt == "table":
+                click.echo(f"optbench: running {b.name}, {plan.optimizer.name} ...", err=True)
+            runs.append((plan, b, api.execute(plan, b)))
+    records = [r for _, _, r in runs]
     if fmt == "json":
         emit(json.dumps([r.to_json() for r in records], indent=1))
     else:
-        emit(output.run_table(plan, records))
-        if advice:
-            _advise(plan, records)
+        emit(output.run_table(plans, records))
+        if advice and len(plans) == 1:  # with several optimizers, the table compares them
+            _advise(runs)
     failed = [r for r in records if r.status == "error"]
     for r in failed:
-        click.echo(f"optbench: {r.backend} failed: {r.message}", err=True)
+        click.echo(f"optbench: {r.optimizer} on {r.backend} failed: {r.message}", err=True)
     if failed:
         sys.exit(1)
 
 
-def _advise(plan, records) -> None:
+def _advise(runs) -> None:
     """One measured note, for the first backend whose run ended far from the optimum."""
     from optbench.advice import advise, is_far
 
-    for backend, record in zip(plan.backends, records, strict=True):
+    for plan, backend, record in runs:
         if is_far(record, plan):
             click.echo("optbench: measuring what would get there ...", err=True)
             click.echo(f"optbench: note: {advise(plan, record, backend)}", err=True)

@@ -29,24 +29,29 @@ def seconds(value: float) -> str:
 
 def _params(params: dict[str, Any]) -> str:
     def show(v: Any) -> str:
-        return ",".join(f"{x:g}" for x in v) if isinstance(v, list) else str(v)
+        return ",".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else str(v)
 
     return ", ".join(f"{k}={show(v)}" for k, v in params.items() if v is not None)
 
 
-def run_table(plan: Any, records: list[RunRecord]) -> str:
-    first = records[0]
+def run_table(plans: list[Any], records: list[RunRecord]) -> str:
+    """The header (problem, optimizers, settings), one row per run, and the final points."""
+    first, plan = records[0], plans[0]
     ref = plan.reference
+    several = len(plans) > 1
     shown = applying(plan.problem.params, first.problem_params)
-    out = [f"problem    {first.problem} ({_params(shown)})",
-           f"optimizer  {first.optimizer} ({_params(first.optimizer_params)})",
-           f"seed {first.seed}, {first.dtype} on {first.device}, at most {plan.steps} steps", ""]
+    out = [f"problem    {first.problem} ({_params(shown)})"]
+    out += [f"optimizer  {p.optimizer.name} ({_params(p.optimizer_params)})" for p in plans]
+    out += [f"seed {first.seed}, {first.dtype} on {first.device}, at most {plan.steps} steps",
+            ""]
+    label = [f"{r.optimizer} on {r.backend}" if several else r.backend for r in records]
     out.append(table(
-        ["backend", "status", "steps", "evals", "f", "rel.err", "loop time", "setup"],
-        [[r.backend, r.status, r.steps, r.n_evals, num(r.f), num(r.relative_error, 3),
-          seconds(r.time_s), seconds(r.setup_s)] for r in records]))
-    header = ["variable", "x0"] + (["x*"] if ref is not None else []) + [
-        r.backend for r in records]
+        ["run" if several else "backend", "status", "steps", "evals", "f", "rel.err",
+         "per step", "loop time", "setup"],
+        [[name, r.status, r.steps, r.n_evals, num(r.f), num(r.relative_error, 3),
+          per_step(r), seconds(r.time_s), seconds(r.setup_s)]
+         for name, r in zip(label, records, strict=True)]))
+    header = ["variable", "x0"] + (["x*"] if ref is not None else []) + label
     rows = []
     for i, name in enumerate(first.variables):
         row = [name, num(first.x0[i], 6)]
@@ -58,10 +63,19 @@ def run_table(plan: Any, records: list[RunRecord]) -> str:
         out.append(f"\nx* is the minimum-norm point of a family of minimizers "
                    f"(rank {ref.details.get('rank')} of {len(first.variables)}): "
                    f"any point of that family is optimal, so no relative error is given.")
-    notes = [f"{r.backend}: {r.message}" for r in records if r.message]
+    notes = [f"{name}: {r.message}" for name, r in zip(label, records, strict=True)
+             if r.message]
     if notes:
         out += ["", *notes]
     return "\n".join(out)
+
+
+def per_step(r: RunRecord) -> str:
+    """Loop time per step: what compares optimizers that stopped after different counts."""
+    if not r.steps:
+        return "-"
+    t = r.time_s / r.steps
+    return f"{t * 1e6:.1f} µs" if t < 1e-3 else seconds(t)
 
 
 def list_rows(registry: Any, kinds: list[str] | None = None) -> list[dict[str, Any]]:
