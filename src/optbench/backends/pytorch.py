@@ -116,6 +116,8 @@ class TorchBackend(Backend):
     description = "PyTorch autograd (CPU and CUDA); --compile: torch.compile of the steps"
     devices = ("cpu", "cuda")
     compiles = True
+    differentiation = "exact"  # reverse mode: right to rounding (the kit's tight tolerance)
+    heavy_modules = ("torch",)
 
     def available(self, device: str = "cpu") -> str | None:
         reason = missing_package("torch", "torch")

@@ -34,7 +34,7 @@ from optbench.testing._common import (
     verdict,
 )
 from optbench.testing.backend import available_on, select
-from optbench.testing.reference import (
+from optbench.testing.probes import (
     Barrier,
     NaNAtStart,
     NumpyQuadraticObjective,
@@ -191,20 +191,29 @@ def _show(value: Any) -> str:
 
 
 class SpyObjective(Objective):
-    """Another backend's objective that notes the dtype of every x it is asked about."""
+    """Another backend's objective that notes the dtype of every x it is asked about, the
+    largest first coordinate asked about, and the first x where f was not finite."""
 
     def __init__(self, inner: Objective) -> None:  # no super().__init__: counters delegate
         self._inner = inner
         self.xp, self.dtype = inner.xp, inner.dtype
         self.device, self.asynchronous = inner.device, inner.asynchronous
         self.seen: set[str] = set()
+        self.max_first = -math.inf
+        self.non_finite_at: np.ndarray | None = None
 
     n_evals = property(lambda self: self._inner.n_evals)
     n_fevals = property(lambda self: self._inner.n_fevals)
 
     def value_and_grad(self, x: Any) -> tuple[Any, Any]:
-        self.seen.add(str(np.asarray(self._inner.to_numpy(x)).dtype))
-        return self._inner.value_and_grad(x)
+        x_host = np.asarray(self._inner.to_numpy(x))
+        self.seen.add(str(x_host.dtype))
+        if x_host.size:
+            self.max_first = max(self.max_first, float(np.max(x_host[..., 0])))
+        f, g = self._inner.value_and_grad(x)
+        if self.non_finite_at is None and not np.all(np.isfinite(self._inner.to_numpy(f))):
+            self.non_finite_at = x_host.astype(np.float64)
+        return f, g
 
     def from_numpy(self, array: Any) -> Any:
         return self._inner.from_numpy(array)
@@ -543,23 +552,38 @@ def check_diverged(s: OptimizerSubject) -> CheckResult:
     wrong, seen = [], []
     for backend in backends:
         for probe in (NaNAtStart(), Barrier()):
+            spy = SpyBackend(backend)
             with quiet():
-                plan = s.plan(backend, probe, steps=100)
+                plan = s.plan(spy, probe, steps=100)
                 record = api.execute(plan, plan.backends[0])
             where = f"{probe.name} on {backend.name}"
             if record.status == "error":
                 wrong.append(f"{where}: the run raised instead of ending as 'diverged': "
                              f"{record.message}")
             elif record.status != "diverged":
-                hint = (" (it never crossed x₁ = 1e-3 on its way to the minimum at (1, 1) "
-                        "in 100 steps, so f stayed finite; pass hyperparams that make it "
-                        "move)"
-                        if probe.name == Barrier.name else "")
                 wrong.append(f"{where}: status {record.status!r} after {record.steps} steps, "
-                             f"expected 'diverged'{hint}")
+                             f"expected 'diverged': {_why_not_diverged(spy.last, probe)}")
             else:
                 seen.append(f"{where} at step {record.steps}")
     return verdict("diverged", wrong, "diverged without an exception: " + ", ".join(seen))
+
+
+def _why_not_diverged(spy: SpyObjective | None, probe: Any) -> str:
+    """What the objective saw, not a guess: a non-finite f that the optimizer went past, or a
+    run that never asked where f is not finite."""
+    if spy is None:
+        return "the objective was never prepared"
+    if spy.non_finite_at is not None:
+        shown = np.array2string(spy.non_finite_at.ravel(), precision=6, threshold=6)
+        return (f"the objective returned a non-finite f at x={shown}, and the optimizer went "
+                f"on: step must return that f (the runner stops on it), or a whole-run driver "
+                f"must report it")
+    if probe.name == Barrier.name:
+        return (f"f was never evaluated beyond the barrier (x₁ > {Barrier.EDGE:g}; the "
+                f"largest x₁ asked about was {spy.max_first:.6g}) on its way to the minimum "
+                f"at (1, 1) in 100 steps, so f stayed finite; pass hyperparams that make it "
+                f"move")
+    return "every f it was handed was finite"
 
 
 OPTIMIZER_CHECKS: dict[str, Callable[[OptimizerSubject], CheckResult]] = {
