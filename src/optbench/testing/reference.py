@@ -2,6 +2,8 @@
 
 - `central_gradient`: a finite-difference gradient that trusts nothing of the backend under
   test: it evaluates the problem's objective with `xp = numpy` on float64 copies.
+- `reference_gradient`: that gradient extrapolated from two steps, with how far it can be
+  trusted at the point (its spread).
 - `compare_gradient`: the error of a gradient against it, and a diagnosis in words.
 - `float32_numbers`: which float64 values are exactly float32 numbers (a float64 result
   rounded through float32 is made only of them).
