@@ -34,6 +34,7 @@ from optbench.plugins import Registry, get_registry
 from optbench.testing import (
     BACKEND_CHECKS,
     OPTIMIZER_CHECKS,
+    PROBLEM_CHECKS,
     BackendConformance,
     CheckResult,
     OptimizerConformance,
@@ -44,7 +45,7 @@ from optbench.testing import (
     check_optimizer,
     compare_gradient,
 )
-from optbench.testing.reference import PrecisionProbe
+from optbench.testing.probes import PrecisionProbe
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "docs" / "template"
@@ -326,7 +327,8 @@ def test_a_float32_backend_returning_float64_arrays_fails():
     message = failed(check_backend(PromotingBackend(), checks=["dtype"]), "dtype")
     assert "float32 (probe-precision): objective.dtype" not in message
     assert "float32 (probe-precision): from_numpy(x0) is float64, expected float32" in message
-    assert "g is float64, expected float32 (computed in float64 and not cast back?)" in message
+    assert ("g is float64, expected float32 (and the precision probe shows float64 "
+            "arithmetic)") in message
 
 
 def test_a_result_left_on_the_wrong_device_fails(wrong_registry):
@@ -560,7 +562,7 @@ def test_the_class_fails_per_check_with_the_message():
 def test_cli_exit_0_when_every_check_passes(capsys):
     code, out, err = run_main(capsys, "check", "--backend", "fd", "--optimizer", "sgd")
     assert code == 0, out + err
-    assert "backend fd (plugin optbench.backends.finite_diff) conforms: 9 checks, 1 skipped" in out
+    assert "backend fd (plugin optbench.backends.finite_diff) conforms: 14 checks, 1 skipped" in out
     assert "optimizer sgd (plugin optbench.optimizers.sgd) conforms: 6 checks" in out
     assert re.search(r"gradient\[float64\] +pass", out)
     assert "checking backend fd" in err
@@ -594,7 +596,7 @@ def test_cli_table_shows_the_failure(capsys, use_registry, wrong_registry):
     (["--backend", "nope"], ["unknown backend 'nope'; available: ", "autograd", "fd",
                              "torch"]),
     (["--optimizer", "nope"], ["unknown optimizer 'nope'; available: ", "adam", "sgd"]),
-    ([], ["give --backend NAME and/or --optimizer NAME"]),
+    ([], ["give --backend NAME, --optimizer NAME and/or --problem NAME"]),
     (["--backend", "fd", "--only", "nope"], ["--only 'nope' is not a check; the checks: ",
                                              "gradient[float64]"]),
     (["--backend", "fd", "--device", "cuda"], ["--device cuda is not accepted: backend fd "
@@ -733,5 +735,5 @@ def test_the_guide_shows_every_template_file_verbatim():
 
 def test_the_guide_names_every_check():
     text = GUIDE.read_text()
-    for name in (*BACKEND_CHECKS, *OPTIMIZER_CHECKS):
+    for name in (*BACKEND_CHECKS, *OPTIMIZER_CHECKS, *PROBLEM_CHECKS):
         assert f"`{name}`" in text, name

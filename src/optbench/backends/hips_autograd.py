@@ -44,6 +44,8 @@ class AutogradObjective(Objective):
 class AutogradBackend(Backend):
     name = "autograd"
     description = "HIPS autograd (autograd.numpy, reverse mode) on the CPU"
+    differentiation = "exact"  # reverse mode: right to rounding (the kit's tight tolerance)
+    heavy_modules = ("autograd",)
 
     def available(self, device: str = "cpu") -> str | None:
         return missing_package("autograd", "autograd")

@@ -89,6 +89,8 @@ class TorchObjective(Objective):
             leaf = x.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(self._fn(leaf, self.data, torch), leaf,
                                        create_graph=True)
+            if not g.requires_grad:  # a linear objective: g is constant, H·v is 0
+                return torch.zeros_like(leaf).detach()
             (hv,) = torch.autograd.grad(g, leaf, grad_outputs=v)
         return hv.detach()
 
@@ -114,6 +116,8 @@ class TorchBackend(Backend):
     description = "PyTorch autograd (CPU and CUDA); --compile: torch.compile of the steps"
     devices = ("cpu", "cuda")
     compiles = True
+    differentiation = "exact"  # reverse mode: right to rounding (the kit's tight tolerance)
+    heavy_modules = ("torch",)
 
     def available(self, device: str = "cpu") -> str | None:
         reason = missing_package("torch", "torch")

@@ -45,6 +45,11 @@ class Skip(Exception):
     """Raised by a check that cannot run here; its message says why."""
 
 
+class Failure(Exception):
+    """Raised by a check (or what it relies on) that found something wrong, with the whole
+    message: the check fails with it as it is."""
+
+
 @dataclass(frozen=True)
 class Case:
     """A built-in problem with fixed parameters, made with seed 0."""
@@ -76,9 +81,17 @@ def builtin_cases(registry: Registry, seed: int = 0) -> list[Case]:
     return cases
 
 
+def builtin_problem(registry: Registry, name: str) -> Problem | None:
+    """A problem by name, or None where this registry has none of that name."""
+    try:
+        return registry.get("problem", name)
+    except UsageError:
+        return None
+
+
 def resolve_object(kind: str, value: Any, registry: Registry) -> Any:
     """A registered name, an instance, or a class (instantiated) -> the plugin object."""
-    expected = {"backend": Backend, "optimizer": Optimizer}[kind]
+    expected = {"backend": Backend, "optimizer": Optimizer, "problem": Problem}[kind]
     if isinstance(value, str):
         return registry.get(kind, value)  # UsageError naming the valid ones
     if isinstance(value, type):
@@ -133,15 +146,28 @@ def run_registry(backends: Iterable[Backend] = (), problems: Iterable[Problem] =
     return registry
 
 
+def select(checks: Iterable[str] | None, known: Mapping[str, Any], kind: str) -> list[str]:
+    """The checks to run: all of `known`, or those named (a UsageError for an unknown one)."""
+    if checks is None:
+        return list(known)
+    chosen = [checks] if isinstance(checks, str) else list(checks)
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise UsageError(f"unknown {kind} check {unknown[0]!r}; the checks: "
+                         f"{', '.join(known)}")
+    return chosen
+
+
 def default_registry(registry: Registry | None) -> Registry:
     return registry if registry is not None else get_registry()
 
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """Overflow and NaN are what some checks provoke: no numpy warnings about them."""
+    """Overflow, NaN and degenerate derivatives are what some checks provoke: no warnings
+    about them (numpy's, or autograd's "Output seems independent of input")."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore")
         yield
 
 
@@ -152,6 +178,8 @@ def run_check(name: str, check: Callable[[Any], CheckResult], subject: Any) -> C
         result = check(subject)
     except Skip as skip:
         result = CheckResult(name, True, str(skip), skipped=True)
+    except Failure as failure:
+        result = CheckResult(name, False, str(failure))
     except Exception as exc:
         result = CheckResult(name, False, f"the check raised {describe(exc)}")
     result.name = name

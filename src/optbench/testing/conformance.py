@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from optbench.testing.backend import run_backend_check
 from optbench.testing.optimizer import run_optimizer_check
+from optbench.testing.problem import run_problem_check
 from optbench.testing.report import CheckResult
 
 
@@ -54,11 +55,26 @@ class BackendConformance:
     def test_available(self) -> None:
         self._check("available")
 
+    def test_available_imports_nothing_heavy(self) -> None:
+        self._check("lazy")
+
     def test_gradient_float64(self) -> None:
         self._check("gradient[float64]")
 
     def test_gradient_float32(self) -> None:
         self._check("gradient[float32]")
+
+    def test_derivative_of_every_function_of_the_language(self) -> None:
+        self._check("derivatives")
+
+    def test_constant_gradient(self) -> None:
+        self._check("linear")
+
+    def test_results_are_fresh_arrays(self) -> None:
+        self._check("fresh")
+
+    def test_evaluations_are_counted(self) -> None:
+        self._check("counters")
 
     def test_dtype_kept(self) -> None:
         self._check("dtype")
@@ -113,3 +129,40 @@ class OptimizerConformance:
 
     def test_non_finite_ends_as_diverged(self) -> None:
         self._check("diverged")
+
+
+class ProblemConformance:
+    """Subclass it and set `problem`; optionally `params` (a parameter set, or a list of
+    them, to check it with) and `registry`."""
+
+    problem: ClassVar[Any] = None
+    params: ClassVar[Any] = None  # default: the problem's conformance["params"], else defaults
+    registry: ClassVar[Any] = None
+
+    def _check(self, name: str) -> None:
+        __tracebackhide__ = True
+        if self.problem is None:
+            import pytest
+
+            pytest.fail(f"{type(self).__name__}: set `problem = \"name\"` (or a Problem "
+                        f"instance) in the class", pytrace=False)
+        _outcome(run_problem_check(self.problem, name, registry=self.registry,
+                                   params=self.params))
+
+    def test_declared(self) -> None:
+        self._check("declared")
+
+    def test_same_task_for_a_seed_on_every_backend(self) -> None:
+        self._check("seeded")
+
+    def test_finite_at_the_start(self) -> None:
+        self._check("finite")
+
+    def test_gradients_agree_across_backends(self) -> None:
+        self._check("gradients")
+
+    def test_reference_is_a_minimum(self) -> None:
+        self._check("reference")
+
+    def test_declared_parameters_are_validated(self) -> None:
+        self._check("params")

@@ -31,10 +31,20 @@ from optbench.testing._common import (
     resolve_object,
     run_check,
     run_registry,
+    select,
     verdict,
 )
-from optbench.testing.backend import available_on, select
-from optbench.testing.reference import (
+from optbench.testing.backend_subject import available_on
+from optbench.testing.optimizer_spies import (
+    SpyBackend,
+    SpyObjective,
+    changed,
+    drives_itself,
+    show_value,
+    snapshot,
+    trajectory,
+)
+from optbench.testing.probes import (
     Barrier,
     NaNAtStart,
     NumpyQuadraticObjective,
@@ -118,128 +128,6 @@ def subject_for(optimizer: Any, registry: Registry | None = None,
         else:
             subject.unavailable.append(f"{backend.name}: {reason}")
     return subject
-
-
-# ---------------------------------------------------------------------------------------
-# Helpers: a loop that records every iterate, and snapshots of (x, state)
-# ---------------------------------------------------------------------------------------
-
-
-def trajectory(method: Method, objective: Objective, x0: Any, steps: int
-               ) -> tuple[list[np.ndarray], list[float], Any]:
-    """Every iterate x_k (host float64) and the f returned with it; the last x (backend)."""
-    x = objective.from_numpy(x0)
-    state = method.init(x, objective.xp)
-    xs, fs = [host(objective, x)], []
-    for _ in range(steps):
-        x, state, f, _g = method.step(objective, x, state)
-        xs.append(host(objective, x))
-        fs.append(float(host(objective, f)))
-        if method.done is not None and method.done(state):
-            break
-    return xs, fs, x
-
-
-def _is_array(value: Any) -> bool:
-    return hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, type)
-
-
-def snapshot(value: Any, objective: Objective, path: str = "state",
-             out: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every leaf of a pytree (NamedTuple, tuple, list, dict) by path; arrays as host copies."""
-    out = {} if out is None else out
-    if isinstance(value, dict):
-        for key, item in value.items():
-            snapshot(item, objective, f"{path}[{key!r}]", out)
-    elif isinstance(value, tuple) and hasattr(value, "_fields"):
-        for key in value._fields:
-            snapshot(getattr(value, key), objective, f"{path}.{key}", out)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            snapshot(item, objective, f"{path}[{i}]", out)
-    elif isinstance(value, (np.ndarray, np.generic)):
-        out[path] = np.array(value, copy=True)
-    elif _is_array(value):
-        out[path] = np.array(objective.to_numpy(value), copy=True)
-    elif value is None or isinstance(value, (bool, int, float, complex, str)):
-        out[path] = value
-    return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        a, b = np.asarray(a), np.asarray(b)
-        return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
-
-
-def changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """The paths whose value differs (or that appeared or vanished)."""
-    out = []
-    for path in sorted(set(before) | set(after)):
-        if path not in before or path not in after or not _same(before[path], after[path]):
-            out.append(path)
-    return out
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return np.array2string(value.ravel(), precision=12, threshold=6)
-    return repr(value)
-
-
-class SpyObjective(Objective):
-    """Another backend's objective that notes the dtype of every x it is asked about."""
-
-    def __init__(self, inner: Objective) -> None:  # no super().__init__: counters delegate
-        self._inner = inner
-        self.xp, self.dtype = inner.xp, inner.dtype
-        self.device, self.asynchronous = inner.device, inner.asynchronous
-        self.seen: set[str] = set()
-
-    n_evals = property(lambda self: self._inner.n_evals)
-    n_fevals = property(lambda self: self._inner.n_fevals)
-
-    def value_and_grad(self, x: Any) -> tuple[Any, Any]:
-        self.seen.add(str(np.asarray(self._inner.to_numpy(x)).dtype))
-        return self._inner.value_and_grad(x)
-
-    def from_numpy(self, array: Any) -> Any:
-        return self._inner.from_numpy(array)
-
-    def to_numpy(self, array: Any) -> Any:
-        return self._inner.to_numpy(array)
-
-    def synchronize(self) -> None:
-        self._inner.synchronize()
-
-    def __getattr__(self, name: str) -> Any:  # optional extras (hvp, ...) pass through
-        if name == "_inner":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-
-class SpyBackend(Backend):
-    """A backend under its own name whose objectives are `SpyObjective`s."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name, self.devices, self.dtypes = inner.name, inner.devices, inner.dtypes
-        self.last: SpyObjective | None = None
-
-    def available(self, device: str = "cpu") -> str | None:
-        return self.inner.available(device)
-
-    def prepare(self, problem, data, *, dtype, device):
-        self.last = SpyObjective(self.inner.prepare(problem, data, dtype=dtype, device=device))
-        return self.last
-
-
-def drives_itself(method: Method) -> bool:
-    """A whole-run driver (Method.run: scipy.optimize and the like) rather than steps."""
-    return callable(getattr(method, "run", None))
 
 
 # ---------------------------------------------------------------------------------------
@@ -363,8 +251,9 @@ def check_pure(s: OptimizerSubject) -> CheckResult:
             if mutated:
                 path = mutated[0].replace("inputs[0]", "x").replace("inputs[1]", "state")
                 wrong.append(f"on {label}, step {k + 1} mutated its input {path} in place: "
-                             f"{_show(before.get(mutated[0]))} became "
-                             f"{_show(after.get(mutated[0]))}; build new arrays instead")
+                             f"{show_value(before.get(mutated[0]))} became "
+                             f"{show_value(after.get(mutated[0]))}; build new arrays "
+                             f"instead")
                 break
             again = method.step(objective, x, state)
             first = snapshot((x_after, state_after), objective, "out")
@@ -481,7 +370,7 @@ def check_agreement(s: OptimizerSubject) -> CheckResult:
             if err > s.agreement_tol:
                 wrong.append(f"{name}: x after step {k} differs between {pair[0].name} and "
                              f"{pair[1].name} by {err:.3g} (rel.) > {s.agreement_tol:g}: "
-                             f"{_show(xa)} vs {_show(xb)}")
+                             f"{show_value(xa)} vs {show_value(xb)}")
                 break
         if len(xs_a) != len(xs_b) and not wrong:
             wrong.append(f"{name}: {pair[0].name} stopped after {len(xs_a) - 1} steps, "
@@ -518,7 +407,8 @@ def _agreement_of_runs(s: OptimizerSubject, pair: list[Backend]) -> CheckResult:
         worst = max(worst, err)
         if not err <= s.agreement_tol:
             wrong.append(f"{name}: final x differs between {pair[0].name} and {pair[1].name} "
-                         f"by {err:.3g} (rel.) > {s.agreement_tol:g}: {_show(xa)} vs {_show(xb)}")
+                         f"by {err:.3g} (rel.) > {s.agreement_tol:g}: {show_value(xa)} vs "
+                         f"{show_value(xb)}")
         if (a.status, a.steps) != (b.status, b.steps):
             wrong.append(f"{name}: {pair[0].name} ended {a.status} after {a.steps} steps, "
                          f"{pair[1].name} {b.status} after {b.steps}")
@@ -543,23 +433,38 @@ def check_diverged(s: OptimizerSubject) -> CheckResult:
     wrong, seen = [], []
     for backend in backends:
         for probe in (NaNAtStart(), Barrier()):
+            spy = SpyBackend(backend)
             with quiet():
-                plan = s.plan(backend, probe, steps=100)
+                plan = s.plan(spy, probe, steps=100)
                 record = api.execute(plan, plan.backends[0])
             where = f"{probe.name} on {backend.name}"
             if record.status == "error":
                 wrong.append(f"{where}: the run raised instead of ending as 'diverged': "
                              f"{record.message}")
             elif record.status != "diverged":
-                hint = (" (it never crossed x₁ = 1e-3 on its way to the minimum at (1, 1) "
-                        "in 100 steps, so f stayed finite; pass hyperparams that make it "
-                        "move)"
-                        if probe.name == Barrier.name else "")
                 wrong.append(f"{where}: status {record.status!r} after {record.steps} steps, "
-                             f"expected 'diverged'{hint}")
+                             f"expected 'diverged': {_why_not_diverged(spy.last, probe)}")
             else:
                 seen.append(f"{where} at step {record.steps}")
     return verdict("diverged", wrong, "diverged without an exception: " + ", ".join(seen))
+
+
+def _why_not_diverged(spy: SpyObjective | None, probe: Any) -> str:
+    """What the objective saw, not a guess: a non-finite f that the optimizer went past, or a
+    run that never asked where f is not finite."""
+    if spy is None:
+        return "the objective was never prepared"
+    if spy.non_finite_at is not None:
+        shown = np.array2string(spy.non_finite_at.ravel(), precision=6, threshold=6)
+        return (f"the objective returned a non-finite f at x={shown}, and the optimizer went "
+                f"on: step must return that f (the runner stops on it), or a whole-run driver "
+                f"must report it")
+    if probe.name == Barrier.name:
+        return (f"f was never evaluated beyond the barrier (x₁ > {Barrier.EDGE:g}; the "
+                f"largest x₁ asked about was {spy.max_first:.6g}) on its way to the minimum "
+                f"at (1, 1) in 100 steps, so f stayed finite; pass hyperparams that make it "
+                f"move")
+    return "every f it was handed was finite"
 
 
 OPTIMIZER_CHECKS: dict[str, Callable[[OptimizerSubject], CheckResult]] = {

@@ -58,6 +58,8 @@ class TorchFuncBackend(Backend):
     description = "torch.func.grad_and_value (functional autodiff), CPU and CUDA"
     devices = ("cpu", "cuda")
     dtypes = ("float64", "float32")
+    differentiation = "exact"  # autodiff: the conformance kit holds it to rounding
+    heavy_modules = ("torch",)  # imported in prepare only: the kit checks available() too
 
     def available(self, device: str = "cpu") -> str | None:
         # Cheap, and without importing torch: `optbench list` calls it for every device.

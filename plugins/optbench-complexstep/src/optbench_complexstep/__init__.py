@@ -27,7 +27,7 @@ whose value comes back real (an abs() at the end, say) is detected and refused.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -96,6 +96,11 @@ class ComplexStepBackend(Backend):
                    "exact to rounding for analytic objectives)")
     devices = ("cpu",)
     dtypes = ("float64", "float32")
+    differentiation = "exact"  # no cancellation: right to rounding for analytic objectives
+    # optbench's conformance kit: abs is not analytic (see the module's docstring).
+    conformance: ClassVar[dict[str, Any]] = {"waive": {
+        "derivatives:abs": "abs is not analytic: complex step cannot differentiate it (the "
+                           "objective comes back real, and the backend refuses it)"}}
 
     def available(self, device: str = "cpu") -> str | None:
         return None  # numpy only: always usable on the CPU

@@ -336,6 +336,8 @@ class JaxBackend(Backend):
     devices = ("cpu", "cuda")
     dtypes = ("float64", "float32")
     compiles = True
+    differentiation = "exact"  # reverse mode: right to rounding (the kit's tight tolerance)
+    heavy_modules = ("jax", "jaxlib")
 
     def available(self, device: str = "cpu") -> str | None:
         reason = _missing_jax()
