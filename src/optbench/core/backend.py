@@ -91,6 +91,15 @@ class Backend(ABC):
     dtypes: ClassVar[tuple[str, ...]] = DTYPES
     compiles: ClassVar[bool] = False
     """True when its objectives implement `compiled_loop` (`optbench run --compile`)."""
+    differentiation: ClassVar[str] = "approximate"
+    """"exact" (automatic differentiation: the conformance kit holds its gradients to 1e-9
+    in float64) or "approximate" (finite differences and the like: 1e-6)."""
+    heavy_modules: ClassVar[tuple[str, ...]] = ()
+    """The packages it imports when used (e.g. ("torch",)): `available()` must not import
+    them, and the kit checks that in a fresh process."""
+    conformance: ClassVar[Mapping[str, Any]] = {}
+    """Declared waivers of the kit's checks: {"waive": {"check" or "check:item": reason}};
+    the report shows each reason."""
 
     def available(self, device: str = "cpu") -> str | None:
         """None when usable on `device`, else the reason it is not (in words).
