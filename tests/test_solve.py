@@ -222,7 +222,7 @@ def test_puzzle_file_errors_name_the_file(capsys, tmp_path):
     path.write_text("equations = [")
     assert_usage_error(*run_main(capsys, "solve", "--file", str(path)), str(path))
     assert_usage_error(*run_main(capsys, "solve", "--file", str(tmp_path / "missing.toml")),
-                       "missing.toml", "cannot read")
+                       "missing.toml", "no such file")
 
 
 @pytest.mark.parametrize("argv, fragments", [

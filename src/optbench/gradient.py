@@ -1,7 +1,15 @@
-"""`optbench grad`: the value and gradient of an expression at a point, on each backend."""
+"""`optbench grad`: the value and gradient of an expression at a point, on each backend.
+
+At a pole (1/x at x = 0) a backend's value or derivative is not finite. The result stays
+plain JSON: such a number is None (null) and the result's `message` says what it was, and
+numpy's RuntimeWarnings ("divide by zero encountered") go into that message instead of
+onto stderr.
+"""
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -60,10 +68,39 @@ def gradient(expression: str, at: Mapping[str, float], backend: str | Sequence[s
     point = np.array([at[n] for n in names], dtype=np.float64)
     results = []
     for b in chosen:
-        objective = b.prepare(problem, {"_expression": compiled}, dtype=dtype, device=device)
-        f, g = objective.value_and_grad(objective.from_numpy(point))
-        g = np.asarray(objective.to_numpy(g), dtype=np.float64).reshape(-1)
-        results.append({"backend": b.name, "value": float(f),
-                        "grad": {n: float(d) for n, d in zip(names, g, strict=True)}})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            objective = b.prepare(problem, {"_expression": compiled}, dtype=dtype,
+                                  device=device)
+            f, g = objective.value_and_grad(objective.from_numpy(point))
+            g = np.asarray(objective.to_numpy(g), dtype=np.float64).reshape(-1)
+        _pass_on([w for w in caught if not issubclass(w.category, RuntimeWarning)])
+        numeric = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        results.append(_result(b.name, float(f), dict(zip(names, map(float, g), strict=True)),
+                               numeric))
     return {"expression": expression, "at": {n: at[n] for n in names}, "results": results,
             "skipped": [{"backend": n, "reason": r} for n, r in skipped]}
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _result(backend: str, value: float, grad: dict[str, float], numeric: list[str]
+            ) -> dict[str, Any]:
+    """One backend's result: non-finite numbers become None, and the message says what
+    they were and which floating-point warnings were raised."""
+    problems = [] if math.isfinite(value) else [f"value is not finite ({value})"]
+    problems += [f"d/d{n} is not finite ({d})" for n, d in grad.items() if not math.isfinite(d)]
+    problems += [f"numpy: {m}" for m in dict.fromkeys(numeric)]
+    out: dict[str, Any] = {"backend": backend, "value": _finite(value),
+                           "grad": {n: _finite(d) for n, d in grad.items()}}
+    if problems:
+        out["message"] = "; ".join(problems)
+    return out
+
+
+def _pass_on(caught: list[warnings.WarningMessage]) -> None:
+    """Show the warnings that are not about floating point as they would have been."""
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)

@@ -55,7 +55,7 @@ def solve(equations, file, variables, backend, device, optimizer, lr, steps, tol
         x0=parse_numbers("--x0", x0), lr=lr, tol=tol, seed=seed, dtype=dtype, device=device,
         optimizer_params=parse_assignments(optimizer_params, "-O"))
     if fmt == "json":
-        emit(json.dumps([r.to_json() for r in records], indent=1))
+        emit(json.dumps([r.to_json() for r in records], indent=1, allow_nan=False))
     else:
         emit(output.solve_report(records))
     if any(r.status == "error" for r in records):
@@ -84,7 +84,10 @@ def grad(expression, at, backend, device, dtype, fmt):
     result = gradient(expression, parse_point(at), backend, dtype=dtype, device=device)
     for s in result.pop("skipped"):
         click.echo(f"optbench: skipping backend {s['backend']}: {s['reason']}", err=True)
-    if fmt == "json":
-        emit(json.dumps(result, indent=1))
+    if fmt == "json":  # strict JSON: gradient() made non-finite numbers null
+        emit(json.dumps(result, indent=1, allow_nan=False))
     else:
         emit(output.grad_table(result))
+        for r in result["results"]:
+            if r.get("message"):
+                click.echo(f"optbench: note: {r['backend']}: {r['message']}", err=True)

@@ -186,7 +186,7 @@ def solve_report(records: list[Any]) -> str:
         for basis in a["nullspace"]:
             out.append("  nullspace direction: (" + ", ".join(num(b, 6) for b in basis) + ")")
         general = "general solution" if a["consistent"] else "all least-squares solutions"
-        out.append(f"  {general}: {a['general']}")
+        out.append(f"  {general}: {a['general'] or a.get('note')}")
         if a["family"]:
             out.append("  The solutions form a family: the point found is one member of it, "
                        "reached from this start.")

@@ -1,20 +1,21 @@
 """Checked trees become functions of the variables, evaluated in any namespace `xp`.
 
 Variable-free subtrees are folded once, here (so `1/0` or `exp(1000)` is refused as a
-ParseError pointing at it, instead of failing on every evaluation). The rest becomes nested
-closures: evaluating walks no tree and looks nothing up but `xp`'s functions.
+ParseError pointing at it, instead of failing on every evaluation), and so are the constant
+factors of each product (x*1e100*1e100*1e100*1e100 is inf wherever x is not 0). The rest
+becomes nested closures: evaluating walks no tree and looks nothing up but `xp`'s functions.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from optbench.expr.errors import ParseError
 from optbench.expr.parse import (
-    CONSTANTS,
     MAX_VARIABLES,
     Node,
     fold,
@@ -25,8 +26,8 @@ from optbench.expr.parse import (
 Fn = Callable[[Sequence[Any], Any], Any]
 
 
-def _compile(node: Node, index: dict[str, int], text: str) -> Fn:
-    if not variables_of(node):
+def _compile(node: Node, index: dict[str, int], text: str, in_product: bool = False) -> Fn:
+    if node.constant:
         try:
             value = fold(node)
         except ZeroDivisionError:
@@ -35,26 +36,29 @@ def _compile(node: Node, index: dict[str, int], text: str) -> Fn:
             raise ParseError(f"constant part cannot be computed ({exc or 'overflow'})", text,
                              node.offset) from None
         if not math.isfinite(value):
-            raise ParseError("constant part overflows", text, node.offset)
+            raise ParseError(f"constant part overflows the float range (above "
+                             f"{sys.float_info.max:.3g})", text, node.offset)
         return lambda v, xp: value
     op, args = node.op, node.args
     if op == "var":
         i = index[node.value]
         return lambda v, xp: v[i]
-    if op == "const":
-        value = CONSTANTS[node.value]
-        return lambda v, xp: value
     if op in ("neg", "pos"):
-        a = _compile(args[0], index, text)
+        a = _compile(args[0], index, text, in_product)
         return (lambda v, xp: -a(v, xp)) if op == "neg" else a
     if op == "call":
         a, name = _compile(args[0], index, text), node.value
         return lambda v, xp: getattr(xp, name)(a(v, xp))
-    a, b = _compile(args[0], index, text), _compile(args[1], index, text)
-    if op == "/" and not variables_of(args[1]) and fold(args[1]) == 0.0:
+    # The operands of a product are part of it (checked with it), except a divisor that
+    # holds variables: its own constant factors do not fold into the product's.
+    a = _compile(args[0], index, text, op in ("*", "/"))
+    b = _compile(args[1], index, text, op == "*")
+    if op == "/" and args[1].constant and fold(args[1]) == 0.0:
         # x/0 is never finite (and the linear analysis would divide by zero): refuse it
         # like 1/0. (b compiled: the constant folds without error.)
         raise ParseError("division by zero", text, args[1].offset)
+    if op in ("*", "/") and not in_product:  # after the operands: their own errors first
+        _check_factor(node, text)
     if op == "+":
         return lambda v, xp: a(v, xp) + b(v, xp)
     if op == "-":
@@ -66,40 +70,82 @@ def _compile(node: Node, index: dict[str, int], text: str) -> Fn:
     return lambda v, xp: a(v, xp) ** b(v, xp)
 
 
-def linear_form(node: Node, index: dict[str, int]) -> tuple[list[float], float] | None:
-    """(a, c) with node = a·x + c when node is linear in the variables, else None."""
-    n = len(index)
-    if not variables_of(node):
-        return [0.0] * n, fold(node)
+def _factor(node: Node) -> float:
+    """The product of the constant factors of a product (x*1e100*1e100 -> 1e200)."""
+    if node.constant:
+        return abs(fold(node))
+    if node.op in ("neg", "pos"):
+        return _factor(node.args[0])
+    if node.op == "*":
+        return _factor(node.args[0]) * _factor(node.args[1])
+    if node.op == "/" and node.args[1].constant:
+        return _factor(node.args[0]) / abs(fold(node.args[1]))
+    if node.op == "/":
+        return _factor(node.args[0])
+    return 1.0
+
+
+def _check_factor(node: Node, text: str) -> None:
+    # A product's constant factors are never folded into one number (x*1e100*1e100 is
+    # (x*1e100)*1e100), so that each is in range while their product is not: the
+    # expression is then inf (or 0·inf) wherever x is not 0. Refused here, as bad input,
+    # like a constant that overflows. Checked once per product, from its outermost node.
+    try:
+        factor = _factor(node)
+    except ZeroDivisionError:
+        raise ParseError("division by zero", text, node.offset) from None
+    if not math.isfinite(factor):
+        raise ParseError(f"the constant factors of this product overflow the float range "
+                         f"(above {sys.float_info.max:.3g})", text, node.offset)
+
+
+Linear = tuple[dict[int, float], float]
+
+
+def linear_form(node: Node, index: dict[str, int], text: str = "") -> Linear | None:
+    """({i: a_i}, c) with node = Σ a_i·x_i + c when node is linear in the variables, else
+    None. Coefficients are kept sparse: a dense row per node cost nodes × unknowns.
+    A coefficient that overflows the float range is a ParseError pointing at its node."""
+    if node.constant:
+        return {}, fold(node)
     op, args = node.op, node.args
+    result: Linear | None
     if op == "var":
-        a = [0.0] * n
-        a[index[node.value]] = 1.0
-        return a, 0.0
+        return {index[node.value]: 1.0}, 0.0
     if op in ("neg", "pos"):
-        inner = linear_form(args[0], index)
+        inner = linear_form(args[0], index, text)
         if inner is None or op == "pos":
             return inner
-        return [-v for v in inner[0]], -inner[1]
-    if op in ("+", "-"):
-        left, right = linear_form(args[0], index), linear_form(args[1], index)
+        result = {i: -v for i, v in inner[0].items()}, -inner[1]
+    elif op in ("+", "-"):
+        left = linear_form(args[0], index, text)
+        right = None if left is None else linear_form(args[1], index, text)
         if left is None or right is None:
             return None
         sign = 1.0 if op == "+" else -1.0
-        return ([p + sign * q for p, q in zip(left[0], right[0], strict=True)],
-                left[1] + sign * right[1])
-    if op == "*":
-        for lin, const in ((args[0], args[1]), (args[1], args[0])):
-            if not variables_of(const):
-                inner, k = linear_form(lin, index), fold(const)
-                return None if inner is None else ([k * v for v in inner[0]], k * inner[1])
+        coefficients = dict(left[0])
+        for i, v in right[0].items():
+            coefficients[i] = coefficients.get(i, 0.0) + sign * v
+        result = coefficients, left[1] + sign * right[1]
+    elif op == "*" and (args[0].constant or args[1].constant):
+        lin, const = (args[1], args[0]) if args[0].constant else (args[0], args[1])
+        inner, k = linear_form(lin, index, text), fold(const)
+        if inner is None:
+            return None
+        result = {i: k * v for i, v in inner[0].items()}, k * inner[1]
+    elif op == "/" and args[1].constant:
+        inner, k = linear_form(args[0], index, text), fold(args[1])
+        if inner is None:
+            return None
+        result = {i: v / k for i, v in inner[0].items()}, inner[1] / k
+    elif op == "**" and args[1].constant and fold(args[1]) == 1.0:
+        return linear_form(args[0], index, text)
+    else:
         return None
-    if op == "/" and not variables_of(args[1]):
-        inner, k = linear_form(args[0], index), fold(args[1])
-        return None if inner is None else ([v / k for v in inner[0]], inner[1] / k)
-    if op == "**" and not variables_of(args[1]) and fold(args[1]) == 1.0:
-        return linear_form(args[0], index)
-    return None
+    if not (math.isfinite(result[1]) and all(math.isfinite(v) for v in result[0].values())):
+        raise ParseError(f"a coefficient overflows the float range (above "
+                         f"{sys.float_info.max:.3g})", text, node.offset)
+    return result
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,15 @@ class ParseError(UsageError):
         return prefix + excerpt.replace("\n", " ") + suffix, len(prefix) + self.offset - start
 
     def __str__(self) -> str:
+        if not self.text:  # about the input as a whole (too many equations): no place
+            return self.reason
         excerpt, column = self._excerpt()
         caret = " " * column + "^" * min(self.length, max(1, len(excerpt) - column))
         return f"{self.reason} (column {self.offset + 1})\n  {excerpt}\n  {caret}"
 
     def one_line(self) -> str:
+        if not self.text:
+            return self.reason
         excerpt, column = self._excerpt()
         end = column + self.length
         marked = f"{excerpt[:column]}>>{excerpt[column:end]}<<{excerpt[end:]}"

@@ -3,6 +3,12 @@
 Numbers come from the SVD (rank, minimum-norm solution, nullspace); the general solution is
 spelled out from the reduced row echelon form in exact fractions, so the tutorial's puzzle
 reads "A = 7 - D, B = 2 + D, C = 1 + D" rather than a basis of floats.
+
+Both are bounded before they start. The SVD is the thin one for tall systems (the full U of
+100,000 equations is 74.5 GiB). Exact elimination costs about m·(n+1)·min(m, n) operations
+on fractions whose digits grow as it goes (a dense 60×60 system of short decimals took 5 s):
+beyond EXACT_BUDGET the general solution is not spelled out, and a note says why; rank,
+min_norm and nullspace, from the SVD, are always there.
 """
 
 from __future__ import annotations
@@ -13,28 +19,54 @@ from typing import Any
 
 import numpy as np
 
+# Fraction operations of the exact elimination: about a second for a dense 36×36 system of
+# short decimals, and any puzzle a person writes by hand.
+EXACT_BUDGET = 50_000
+
+
+def exact_cost(rows: int, columns: int) -> int:
+    """Operations of Gauss-Jordan elimination on a rows × (columns + 1) augmented matrix."""
+    return rows * (columns + 1) * min(rows, columns)
+
 
 def analyse(matrix: np.ndarray, rhs: np.ndarray, variables: Sequence[str],
             rcond: float = 1e-12) -> dict[str, Any]:
-    """rank, consistent, min_norm, nullspace, residual_norm, general (text), family."""
-    _, s, vt = np.linalg.svd(matrix)
+    """rank, consistent, min_norm, nullspace, residual_norm, general (text), family; and note
+    (why general is None) where the exact elimination is beyond its budget."""
+    m, n = matrix.shape
+    # vt must be n×n to hold the nullspace; U is never needed, and only a wide system
+    # (m < n) needs the full SVD for that, which then costs m×m (m < n <= MAX_VARIABLES).
+    u, s, vt = np.linalg.svd(matrix, full_matrices=m < n)
     tol = rcond * (s[0] if s.size else 0.0) * max(matrix.shape)
     rank = int(np.sum(s > tol))
-    min_norm = np.linalg.pinv(matrix, rcond=rcond) @ rhs
+    # The pseudo-inverse's solution from the same SVD (pinv would compute a second one).
+    min_norm = vt[:rank].T @ ((u[:, :rank].T @ rhs) / s[:rank])
     residual = float(np.linalg.norm(matrix @ min_norm - rhs))
     consistent = residual <= 1e-9 * max(1.0, float(np.linalg.norm(rhs)))
     nullspace = vt[rank:]
     # An inconsistent system's least-squares solutions solve the normal equations.
     a, b = (matrix, rhs) if consistent else (matrix.T @ matrix, matrix.T @ rhs)
-    return {
+    out: dict[str, Any] = {
         "rank": rank,
         "consistent": bool(consistent),
         "min_norm": min_norm.tolist(),
         "nullspace": nullspace.tolist(),
         "residual_norm": residual,
         "family": bool(nullspace.shape[0] > 0),
-        "general": general_solution(a, b, variables),
+        "general": None,
     }
+    cost = exact_cost(*a.shape)
+    if cost > EXACT_BUDGET:
+        out["note"] = (f"general solution not spelled out: exact elimination of this "
+                       f"{a.shape[0]}×{a.shape[1]} system would take about {cost:,} fraction "
+                       f"operations, beyond the limit of {EXACT_BUDGET:,}; rank, min_norm "
+                       f"and nullspace come from the SVD")
+    elif not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        out["note"] = ("general solution not spelled out: the normal equations overflow the "
+                       "float range; rank, min_norm and nullspace come from the SVD")
+    else:
+        out["general"] = general_solution(a, b, variables)
+    return out
 
 
 def _exact(value: float) -> Fraction:

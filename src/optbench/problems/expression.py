@@ -21,17 +21,23 @@ from optbench.core import Instance, Param, Problem
 from optbench.errors import UsageError
 from optbench.expr import Expression, compile_expression
 from optbench.hookspecs import hookimpl
+from optbench.userfiles import read_text
 
 
 def read_toml(path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-    """A TOML file as a dict, refusing unknown keys; errors name the file (and line)."""
+    """A TOML file as a dict, refusing unknown keys; errors name the file (and line).
+
+    Read through userfiles: a FIFO, a device or a file over the limit for equations files
+    (an 8 GB sparse file, /dev/zero) is refused before anything is read.
+    """
+    text = read_text(path, "equations")
     try:
-        with open(path, "rb") as handle:
-            content = tomllib.load(handle)
+        content = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read it ({type(exc).__name__})") from None
+    except RecursionError:  # tomllib recurses into nested arrays and tables
+        raise UsageError(f"{path}: arrays or tables nest too deeply; expected "
+                         f"{', '.join(allowed)}") from None
     unknown = sorted(set(content) - set(allowed))
     if unknown:
         raise UsageError(f"{path}: unknown key {unknown[0]!r}; accepted: {', '.join(allowed)}")

@@ -17,6 +17,7 @@ import numpy as np
 from optbench.core import Instance, Param, Problem, Reference
 from optbench.errors import UsageError
 from optbench.expr import System, parse_system
+from optbench.expr.equations import MAX_EQUATIONS, MAX_VARIABLES
 from optbench.expr.linear import analyse
 from optbench.hookspecs import hookimpl
 
@@ -28,8 +29,13 @@ def parse_matrix(text: str) -> np.ndarray:
     except ValueError:
         rows = []
     if not rows or len({len(r) for r in rows}) != 1 or not np.all(np.isfinite(rows)):
-        raise UsageError(f"matrix={text!r} is not accepted: expected rows of numbers, entries "
-                         f"separated by ',' and rows by ';' (e.g. '1,1;0,1')")
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise UsageError(f"matrix={shown!r} is not accepted: expected rows of numbers, "
+                         f"entries separated by ',' and rows by ';' (e.g. '1,1;0,1')")
+    if len(rows) > MAX_EQUATIONS or len(rows[0]) > MAX_VARIABLES:
+        # The same bounds as a system of equations (expr/equations.py).
+        raise UsageError(f"matrix= has {len(rows)} rows and {len(rows[0])} columns; the "
+                         f"limits are {MAX_EQUATIONS} rows and {MAX_VARIABLES} columns")
     return np.array(rows, dtype=np.float64)
 
 
@@ -97,7 +103,8 @@ class Puzzle(Problem):
             return None  # nonlinear: no closed form
         matrix, rhs = np.asarray(instance.data["M"]), np.asarray(instance.data["b"])
         a = analyse(matrix, rhs, instance.variables)
-        details = {k: a[k] for k in ("rank", "consistent", "nullspace", "general")}
+        details = {k: a[k] for k in ("rank", "consistent", "nullspace", "general", "note")
+                   if k in a}
         return Reference(x=np.asarray(a["min_norm"]), f=a["residual_norm"] ** 2,
                          unique=not a["family"], details=details)
 

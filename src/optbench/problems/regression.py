@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import csv
 import math
+from array import array
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from optbench import memory
 from optbench.core import Instance, LeastSquares, Param, Problem, Reference
 from optbench.errors import UsageError
 from optbench.hookspecs import hookimpl
@@ -22,6 +24,7 @@ from optbench.problems.polynomial_basis import (
     orthogonal_instance,
     vandermonde,
 )
+from optbench.userfiles import open_text
 
 
 def term_names(degree: int) -> tuple[str, ...]:
@@ -29,15 +32,50 @@ def term_names(degree: int) -> tuple[str, ...]:
     return tuple("1" if p == 0 else "x" if p == 1 else f"x^{p}" for p in range(degree, -1, -1))
 
 
-def read_points(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """x and y from a CSV of x,y rows; a first row that is not numeric is a header."""
-    xs: list[float] = []
-    ys: list[float] = []
+# A line of x,y holds two fields of at most csv's field limit (131,072 characters); a longer
+# line is refused as it is read, so that a file of one huge line is never held whole.
+MAX_LINE = 1 << 20
+
+
+def bytes_per_point(degree: int) -> int:
+    """Bytes a run holds per sample point: x, y and the design matrix's degree+1 columns,
+    with the backends' copies and the autodiff temporaries (measured on autograd: 12
+    float64 per point at degree 2, 24 at degree 8), and a margin."""
+    return 8 * (2 * (degree + 1) + 8)
+
+
+def _lines(handle: Any, name: str) -> Any:
+    lineno = 0
+    while True:
+        line = handle.readline(MAX_LINE + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > MAX_LINE:
+            raise UsageError(f"{name}: line {lineno} is longer than {MAX_LINE} characters; "
+                             f"expected a CSV file of x,y points")
+        yield line
+
+
+def read_points(path: str, per_point: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """x and y from a CSV of x,y rows; a first row that is not numeric is a header.
+
+    The file is read through userfiles (a regular file within the limit for data files) and
+    line by line. Given `per_point`, the bytes the run will hold per point, the reading is
+    refused as soon as it passes the points that fit in the memory available, before the
+    arrays grow beyond them.
+    """
+    name = f"data={path}"
+    have = memory.available() if per_point else 0
+    max_points = have // per_point if per_point else None
+    xs, ys = array("d"), array("d")  # 16 bytes a point, not two Python floats' 64
     first_row = True
+    # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first number.
+    handle = open_text(path, "data", what=name, encoding="utf-8-sig", newline="")
+    reader = csv.reader(_lines(handle, name))
     try:
-        # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first number.
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            for lineno, row in enumerate(csv.reader(handle), start=1):
+        with handle:
+            for row in reader:
                 if not row or all(not cell.strip() for cell in row):
                     continue
                 header_allowed, first_row = first_row, False
@@ -51,16 +89,23 @@ def read_points(path: str) -> tuple[np.ndarray, np.ndarray]:
                     if header_allowed:
                         continue  # a header: the first row that is not blank
                     shown = ",".join(row)[:60]
-                    raise UsageError(f"data={path}: line {lineno} is {shown!r}; expected two "
-                                     f"finite numbers x,y") from None
+                    raise UsageError(f"{name}: line {reader.line_num} is {shown!r}; expected "
+                                     f"two finite numbers x,y") from None
+                if max_points is not None and len(xs) >= max_points:
+                    raise UsageError(f"{name} holds more than {max_points} points, which "
+                                     f"would need more than the {memory.human(have)} of "
+                                     f"memory available to optbench")
                 xs.append(x)
                 ys.append(y)
+    except csv.Error as exc:  # a field over csv's limit of 131,072 characters, ...
+        raise UsageError(f"{name}: line {reader.line_num}: {exc}; expected a CSV file "
+                         f"of x,y points") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"data={path}: cannot read it ({exc.__class__.__name__}); "
+        raise UsageError(f"{name}: cannot read it ({exc.__class__.__name__}); "
                          f"expected a CSV file of x,y points") from None
     if len(xs) < 2:
-        raise UsageError(f"data={path}: holds {len(xs)} points; expected at least 2 x,y rows")
-    return np.array(xs), np.array(ys)
+        raise UsageError(f"{name}: holds {len(xs)} points; expected at least 2 x,y rows")
+    return np.frombuffer(xs, dtype=np.float64), np.frombuffer(ys, dtype=np.float64)
 
 
 class Regression(Problem):
@@ -89,9 +134,12 @@ class Regression(Problem):
     def make(self, params: Mapping[str, Any], seed: int) -> Instance:
         degree = params["degree"]
         rng = np.random.default_rng(seed)
+        per_point = bytes_per_point(degree)
         if params["data"] is not None:
-            x, y = read_points(params["data"])
+            x, y = read_points(params["data"], per_point)
         else:
+            memory.require(params["n_samples"] * per_point,
+                           f"n_samples={params['n_samples']} at degree {degree}")
             coefficients = np.asarray(params["coefficients"], dtype=np.float64)
             x = rng.standard_normal(params["n_samples"])
             x *= params["x_scale"]  # in place: the same numbers, no second copy of x
