@@ -51,7 +51,8 @@ class Puzzle(Problem):
     name = "puzzle"
     description = "solve equations by least squares (the tutorial's A+B=9, C-D=1, ...)"
     params = (
-        Param("equations", "str", TUTORIAL_EQUATIONS, "equations separated by ';'"),
+        Param("equations", "str", TUTORIAL_EQUATIONS, "equations separated by ';'",
+              unused_with=("matrix",)),
         Param("variables", "str", None, "the order of the variables, e.g. A,B,C,D"),
         Param("matrix", "str", None, "a linear system as numbers instead: coefficients, "
               "rows separated by ';' (with rhs)"),
