@@ -125,7 +125,8 @@ def _alternatives(param: Param, texts: list[Any]) -> list[Any]:
         texts = [texts]  # TOML `betas = [0.9, 0.999]`: one list value, not two alternatives
     for text in texts:
         if isinstance(text, bool) and param.kind != "bool":
-            # From TOML: true is an int to Python, and a number to some parsers of values.
+            # TOML's true/false: a bool is an int to Python, but only a bool parameter
+            # takes one (`coefficients = true` reached the list parser and crashed it).
             raise UsageError(f"{param.name}={text} is not accepted: expected "
                              f"{param.accepted()}")
         if not isinstance(text, str):
