@@ -397,3 +397,62 @@ def test_divergence_in_compiled_mode_names_the_step():
     assert compiled.status == stepwise.status == "diverged"
     assert f"at step {stepwise.steps}" in compiled.message, (compiled.message, stepwise.message)
     assert "compiled loop" in compiled.message
+
+
+# ---------------------------------------------------------------------------------------
+# Chunks: --max-time honoured, no buffer that grows with the step count, one program
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steps", ["20000000", str(10**12)])
+def test_compile_honours_max_time_whatever_the_step_count(steps):
+    """`jax --compile --steps 20000000 --max-time 0.5` ran all its steps (64 s, with a
+    160 MB buffer of f values); 10^12 steps overflowed the int32 trip count. In a subprocess,
+    with a timeout as hang detector."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "optbench", "run", "--backend", "jax",
+                           "--compile", "--steps", steps, "--max-time", "0.5",
+                           "--format", "json"], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    (r,) = json.loads(done.stdout)
+    assert r["status"] == "timeout", r["message"]
+    assert 0 < r["steps"] == r["n_evals"] < int(steps)
+    assert 0.5 <= r["time_s"] < 60  # the upper bound: a hang detector
+    assert all(np.isfinite(f) for _, _, f in r["trace"])
+
+
+def test_a_loop_in_chunks_is_the_loop_in_one_go():
+    x_one, fs_one, _ = loops("nadam", {}, "float64", steps=150)
+    p = api.plan("rosenbrock", "jax", "nadam", lr=1e-3, steps=150)
+    obj = p.backends[0].prepare(p.problem, p.instance.data, dtype="float64", device="cpu")
+    loop = obj.compiled_loop(p.method, 150, obj.from_numpy(p.instance.x0))
+    parts = [loop(n) for n in (1, 49, 7, 100)]  # the last asks for more than is left
+    assert [len(fs) for _, fs in parts] == [1, 49, 7, 93] and obj.n_evals == 150
+    assert np.array_equal(np.concatenate([fs for _, fs in parts]), np.asarray(fs_one))
+    assert np.array_equal(np.asarray(parts[-1][0]), np.asarray(x_one))
+    assert len(loop(10)[1]) == 0  # nothing left
+
+
+def test_huge_step_counts_allocate_one_chunk(monkeypatch):
+    import optbench_jax
+
+    monkeypatch.setattr(optbench_jax, "CHUNK", 64)
+    p = api.plan("rosenbrock", "jax", "adam", lr=1e-3, steps=10**15)
+    obj = p.backends[0].prepare(p.problem, p.instance.data, dtype="float64", device="cpu")
+    loop = obj.compiled_loop(p.method, 10**15, obj.from_numpy(p.instance.x0))
+    x, fs = loop(200)  # more than a chunk: several calls of the one program
+    assert fs.shape == (200,) and np.all(np.isfinite(fs)) and obj.n_evals == 200
+    x_ref, fs_ref, _ = loops("adam", {}, "float64", steps=200)
+    # Not bit for bit: a loop this long is compiled fully optimized, the reference quickly.
+    assert rel(fs, fs_ref) <= TOL and rel(x, x_ref) <= TOL
+
+
+def test_a_time_limited_run_still_compiles_one_loop(compiled_programs):
+    # Chunks of 1, 2, 4, ... steps: the trip count is an argument, so one program serves all.
+    record = optbench.solve("regression", "jax", compile=True, steps=10**7, max_time=0.2,
+                            problem_params={"degree": 3, "n_samples": 41})
+    assert record.status == "timeout"
+    assert sorted(compiled_programs) == ["jit(f)", "jit(run)"], compiled_programs

@@ -443,3 +443,87 @@ def _parsed(path: Path) -> _Page:
     parsed = _Page()
     parsed.feed(path.read_text(encoding="utf-8"))
     return parsed
+
+
+# ---- names are text, never markup; files get the usual mode ---------------------------------
+
+# matplotlib reads a pair of unescaped `$` as mathtext: `\undefined` made it raise, and `\alpha`
+# would have been drawn as a Greek letter.
+DOLLAR_NAMES = {"problem": r"p$\undefined$x", "backend": r"b$\alpha$", "optimizer": "o$1$",
+                "hostname": "h$_2$"}
+
+
+def dollar_records() -> list[dict[str, Any]]:
+    names = DOLLAR_NAMES
+    out = []
+    for r in hand_records():
+        r = dict(r, problem=names["problem"], optimizer=names["optimizer"],
+                 backend=names["backend"] if r["backend"] == "b1" else r["backend"])
+        r["host"] = dict(r["host"], hostname=names["hostname"])
+        out.append(r)
+    return out
+
+
+@pytest.fixture
+def drawn_text(monkeypatch) -> list[tuple[str, bool]]:
+    """Every string the Agg renderer draws meanwhile, with whether it was drawn as mathtext."""
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    drawn: list[tuple[str, bool]] = []
+    real = RendererAgg.draw_text
+
+    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        drawn.append((s, bool(ismath)))
+        return real(self, gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+
+    monkeypatch.setattr(RendererAgg, "draw_text", draw_text)
+    return drawn
+
+
+def test_names_with_dollars_are_drawn_literally_in_every_figure(drawn_text):
+    figs = report.figures(dollar_records(), by="host")
+    assert [f.name for f in figs] == ["convergence-p-undefined-x.png",
+                                      "time-to-target-p-undefined-x.png",
+                                      "performance-profile.png"]
+    math = [s for s, ismath in drawn_text if ismath]
+    plain = [s for s, ismath in drawn_text if not ismath]
+    for name in DOLLAR_NAMES.values():
+        assert not [s for s in math if name in s], name
+        assert [s for s in plain if name in s], (name, plain)
+    # Titles (problem), legends (solvers, optimizers), tick labels (backends) in each figure.
+    assert sum(DOLLAR_NAMES["problem"] in s for s in plain) >= 2
+    assert sum(DOLLAR_NAMES["backend"] in s for s in plain) >= 3
+    assert math  # the log axes' own labels are still mathtext (10^k)
+
+
+def test_report_cli_with_dollar_names(tmp_path, capsys):
+    from clitools import run_main
+
+    results = tmp_path / "r.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in dollar_records()),
+                       encoding="utf-8")
+    code, out, err = run_main(capsys, "report", str(results), "--plot", str(tmp_path / "fig"),
+                              "--html", str(tmp_path / "r.html"), "--by", "host")
+    assert code == 0, err
+    assert DOLLAR_NAMES["problem"] in out
+    assert len(list((tmp_path / "fig").iterdir())) == 3
+    assert _html_escape(DOLLAR_NAMES["backend"]) in (tmp_path / "r.html").read_text("utf-8")
+
+
+def _html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_report_files_get_the_mode_the_umask_gives(tmp_path, umask):
+    # What open() would have made: 0o666 less the umask (mkstemp made 0o600 whatever it was).
+    old = os.umask(umask)
+    try:
+        paths = [*report.plots(hand_records(), tmp_path / "fig"),
+                 report.html(hand_records(), tmp_path / "r.html")]
+    finally:
+        os.umask(old)
+    for path in paths:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path

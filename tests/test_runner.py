@@ -249,3 +249,126 @@ def test_same_seed_same_trajectory_on_one_backend():
 def test_solve_refuses_all():
     with pytest.raises(UsageError, match="one backend"):
         optbench.solve(backend="all")
+
+
+# -- compiled loops: run in chunks, stopped by --max-time, bounded in memory ---------------------
+
+class FakeClock:
+    """time.perf_counter for the runner: it moves only when a fake compiled loop steps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class Compiled:
+    """An objective whose compiled loop is gradient descent on f(x) = x², one second per
+    `step_s` on the fake clock; it records the chunk sizes asked for."""
+
+    xp = np
+    asynchronous = False
+
+    def __init__(self, clock: FakeClock, step_s: float = 1e-3, diverge_at: int | None = None,
+                 chunked: bool = True) -> None:
+        self.clock, self.step_s, self.diverge_at, self.chunked = clock, step_s, diverge_at, chunked
+        self.asked: list[int | None] = []
+        self.n_evals = 0
+
+    def synchronize(self) -> None:
+        pass
+
+    def to_numpy(self, a: Any) -> Any:
+        return np.asarray(a)
+
+    def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
+        at = {"x": float(x0), "k": 0}
+
+        def run(n: int | None = None) -> tuple[Any, Any]:
+            self.asked.append(n)
+            n = steps - at["k"] if n is None else min(n, steps - at["k"])
+            fs = np.empty(n)
+            for i in range(n):
+                k = at["k"] + i
+                fs[i] = math.inf if self.diverge_at is not None and k >= self.diverge_at \
+                    else at["x"] ** 2
+                at["x"] *= 0.5
+            at["k"] += n
+            self.n_evals += n
+            self.clock.now += n * self.step_s
+            return np.array(at["x"]), fs
+
+        return run if self.chunked else (lambda: run())
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    from optbench.runner import loop
+
+    fake = FakeClock()
+    monkeypatch.setattr(loop, "time", fake)
+    return fake
+
+
+def compiled_run(objective: Compiled, steps: int, **options: Any):
+    from optbench.runner.loop import run_compiled
+
+    options = {"f_star": 0.0, "tol": None, "max_time": None, **options}
+    return run_compiled(objective, None, np.array(1.0), steps=steps, **options)[0]
+
+
+def test_a_compiled_loop_stops_at_max_time_between_chunks(clock):
+    """The issue's `--compile --steps 20000000 --max-time 0.5` ran all its steps (64 s)."""
+    objective = Compiled(clock, step_s=1e-3)
+    result = compiled_run(objective, 20_000_000, max_time=0.5)
+    assert result.status == "timeout" and "--max-time 0.5" in result.message
+    # Chunks double from one step, the last one cut to the time left: after 1 + 2 + ... + 128
+    # (0.255 s), 256 more would overshoot: the next is the 0.245 s left at 1 ms a step.
+    assert objective.asked[:8] == [1, 2, 4, 8, 16, 32, 64, 128]
+    assert objective.asked[8] in (245, 246) and 500 <= result.steps <= 502
+    assert result.steps == objective.n_evals and 0.5 <= result.time_s <= 0.502
+    # The trace: the sampled steps reached, their times interpolated inside each chunk.
+    steps = [k for k, _, _ in result.trace]
+    assert steps == sorted(k for k in sample_steps(20_000_000) if k < result.steps)
+    for k, t, f in result.trace:
+        assert t == pytest.approx(k * 1e-3) and f == pytest.approx(0.25 ** k)
+
+
+def test_a_slow_step_compiled_loop_stops_within_a_step_of_the_limit(clock):
+    objective = Compiled(clock, step_s=0.3)
+    result = compiled_run(objective, 10**12, max_time=1.0)
+    assert result.status == "timeout" and result.steps == 4  # 0.3 + 0.6, then 1 step left
+    assert objective.asked == [1, 2, 1] and result.time_s == pytest.approx(1.2)
+
+
+def test_without_a_time_limit_every_chunk_is_the_largest(clock):
+    from optbench.runner.loop import CHUNK_MAX
+
+    objective = Compiled(clock, step_s=0.0)
+    result = compiled_run(objective, 3 * CHUNK_MAX + 5)
+    assert objective.asked == [CHUNK_MAX] * 3 + [5]
+    assert result.status == "max_steps" and result.steps == 3 * CHUNK_MAX + 5
+
+
+def test_a_compiled_loop_diverges_at_its_step_and_stops_there(clock):
+    objective = Compiled(clock, diverge_at=700)
+    result = compiled_run(objective, 10**9, max_time=100.0)
+    assert result.status == "diverged" and result.steps == 700
+    assert "at step 700" in result.message
+    assert sum(objective.asked) < 2000  # the chunk that met it was the last one
+
+
+def test_a_compiled_loop_converges_between_chunks(clock):
+    objective = Compiled(clock)
+    result = compiled_run(objective, 10**9, tol=1e-12, max_time=100.0)
+    assert result.status == "converged" and result.steps < 100
+    assert 0.25 ** (result.steps - 1) <= 1e-12
+
+
+def test_a_compiled_loop_without_a_step_count_runs_in_one_call(clock):
+    """A plugin's loop written before chunks (`loop()`) still runs, all steps at once."""
+    objective = Compiled(clock, chunked=False)
+    result = compiled_run(objective, 1000, max_time=0.5)
+    assert objective.asked == [None] and result.steps == 1000
+    assert result.status == "timeout"  # reported, though it could not stop sooner

@@ -68,3 +68,44 @@ def test_an_unknown_cuda_graph_mode_is_a_usage_error():
 
     with pytest.raises(UsageError, match="OPTBENCH_CUDA_GRAPHS='fast'; accepted: eager, inductor"):
         graphed_loop(None, None, 10, None, mode="fast")
+
+
+@pytest.mark.parametrize("steps", ["2000000", str(10**12)])
+def test_compile_honours_max_time_whatever_the_step_count(steps):
+    """`--compile` ran every step whatever --max-time said (2,000,000 steps: tens of
+    seconds; 10^12: for ever). In a subprocess, with a timeout as hang detector."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "optbench", "run", "--backend", "torch",
+                           "--compile", "--steps", steps, "--max-time", "0.5",
+                           "--format", "json"], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    (r,) = json.loads(done.stdout)
+    assert r["status"] == "timeout", r["message"]
+    assert 0 < r["steps"] == r["n_evals"] < int(steps) and r["steps"] % 10 == 0
+    assert 0.5 <= r["time_s"] < 60  # the upper bound: a hang detector
+
+
+def test_a_loop_in_chunks_is_the_loop_in_one_go():
+    from optbench import api
+    from optbench.backends import torch_compiled
+
+    p = api.plan("regression", "torch", "nadam", steps=200, dtype="float64")
+
+    def fresh():
+        obj = p.backends[0].prepare(p.problem, p.instance.data, dtype="float64", device="cpu")
+        return obj, torch_compiled.compiled_loop(obj, p.method, 200,
+                                                 obj.from_numpy(p.instance.x0))
+
+    obj, loop = fresh()
+    parts = [loop(n) for n in (1, 45, 500)]  # whole calls of 10 steps, never past the end
+    assert [len(fs) for _, fs in parts] == [10, 50, 140] and obj.n_evals == 200
+    assert len(loop(10)[1]) == 0
+    whole_obj, whole = fresh()
+    x, fs = whole()
+    assert whole_obj.n_evals == 200
+    np.testing.assert_array_equal(parts[-1][0].numpy(), x.numpy())
+    np.testing.assert_array_equal(np.concatenate([f.numpy() for _, f in parts]), fs.numpy())

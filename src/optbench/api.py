@@ -206,7 +206,7 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
                 result = drive(objective, p.method, x0, steps=p.steps, criteria=criteria)
             elif p.compile:
                 result, compile_s = run_compiled(
-                    objective, p.method, x0, steps=p.steps, tol=p.tol,
+                    objective, p.method, x0, steps=p.steps, tol=p.tol, max_time=p.max_time,
                     f_star=p.reference.f if p.reference else None)
                 record.setup_s += compile_s
             else:

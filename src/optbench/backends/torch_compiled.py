@@ -1,7 +1,9 @@
 """`--compile` on the torch backend: the optimizer's own step, compiled by torch.compile on
 the CPU and captured in a CUDA graph on a GPU.
 
-The same optax-style step runs on a functional objective (torch.func.grad_and_value, which
+The loop runs in chunks (`run(n)`: about n more steps, continuing where the previous call
+stopped), so that the runner can stop it at --max-time and no buffer grows with the step
+count. The same optax-style step runs on a functional objective (torch.func.grad_and_value, which
 torch.compile traces; torch.autograd.grad is not). Each compiled call unrolls up to
 UNROLL steps, so Python and dispatch overhead is paid once per call, not once per step.
 The state's Python numbers become 0-d tensors first (a Python step count would be baked
@@ -82,18 +84,28 @@ def compiled_loop(objective: Any, method: Any, steps: int, x0: Any) -> Any:
     state0 = _tensorize(torch, method.init(x0, torch), x0)
     if steps:
         compiled(x0, state0)  # compile now: this is set-up time
+    at = {"x": x0, "state": state0, "left": steps}
 
-    def run() -> tuple[Any, Any]:
-        x, state, parts = x0, state0, []
-        for _ in range(math.ceil(steps / unroll) if steps else 0):
+    def run(n: int | None = None) -> tuple[Any, Any]:
+        x, state = at["x"], at["state"]
+        parts = [torch.zeros(0, dtype=x0.dtype)]
+        for _ in range(_calls(n, at["left"], unroll)):
             x, state, fs = compiled(x, state)
             parts.append(fs)
-        objective.n_evals += steps
-        objective.n_fevals += steps
-        fs = torch.cat(parts) if parts else torch.zeros(0, dtype=x0.dtype)
-        return x, fs
+        done = (len(parts) - 1) * unroll
+        at.update(x=x, state=state, left=at["left"] - done)
+        objective.n_evals += done
+        objective.n_fevals += done
+        return x, torch.cat(parts)
 
     return run
+
+
+def _calls(n: int | None, left: int, unroll: int) -> int:
+    """Calls of `unroll` steps for a chunk of about n steps (None: all that are left): at
+    least one while steps are left, never past them (`unroll` divides the step count)."""
+    want = left if n is None else min(max(n, 1), left)
+    return math.ceil(want / unroll) if want > 0 else 0
 
 
 def _tensors(state: Any) -> list[Any]:
@@ -135,17 +147,19 @@ def graphed_loop(objective: Any, method: Any, steps: int, x0: Any, *, mode: str 
         x_out, state_out, fs_out = chunk(x_static, state_static)
         for static, new in zip(inputs, [x_out, *_tensors(state_out)], strict=True):
             static.copy_(new)
-    calls = math.ceil(steps / unroll) if steps else 0
+    for static, start in zip(inputs, initial, strict=True):
+        static.copy_(start)
+    left = {"steps": steps}
 
-    def run() -> tuple[Any, Any]:
-        for static, start in zip(inputs, initial, strict=True):
-            static.copy_(start)
+    def run(n: int | None = None) -> tuple[Any, Any]:
+        calls = _calls(n, left["steps"], unroll)
         fs = torch.empty(calls * unroll, dtype=x0.dtype, device=x0.device)
         for k in range(calls):
             graph.replay()
             fs[k * unroll:(k + 1) * unroll].copy_(fs_out)
-        objective.n_evals += steps
-        objective.n_fevals += steps
-        return x_static.clone(), fs[:steps]
+        left["steps"] -= calls * unroll
+        objective.n_evals += calls * unroll
+        objective.n_fevals += calls * unroll
+        return x_static.clone(), fs
 
     return run

@@ -9,6 +9,11 @@ of the campaign declares is refused.
 Alternatives of a parameter are separated by ',' — except for list-valued parameters
 (betas, coefficients), whose alternatives are separated by ';' — and a repeated
 `-P key=...` adds alternatives too (the only way for text and path parameters).
+
+A grid is bounded before it is expanded: its planned runs, the product of its axes, are
+counted first and more than MAX_PLANNED_RUNS are refused. The runs themselves are made on
+demand (`Grid`), so that a large campaign starts its first run at once, and `--seeds N` is
+a range, never a list of N numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +34,12 @@ from optbench.core.params import resolve
 from optbench.errors import UsageError
 from optbench.plugins import Registry, get_registry
 from optbench.results import run_key
+
+MAX_PLANNED_RUNS = 1_000_000
+"""The most runs a campaign may plan (before repeats are dropped). A run takes a few
+milliseconds at the very least, so this is hours of work; a bigger grid is almost surely a
+typo (`--seeds 1000000000`), and it would hold the progress count, the store's keys for
+--resume and (on Dask) one future per run in memory."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,7 @@ class Campaign:
     problems: list[str]
     backends: list[str]
     optimizers: list[str]
-    seeds: list[int]
+    seeds: Sequence[int]  # a list, or range(N) for `--seeds N`
     lrs: list[float | None] = field(default_factory=lambda: [None])
     dtypes: list[str] = field(default_factory=lambda: ["float64"])
     devices: list[str] = field(default_factory=lambda: ["cpu"])
@@ -113,11 +124,19 @@ def grid_assignments(items: Iterable[str], option: str) -> dict[str, list[str]]:
 
 def _alternatives(param: Param, texts: list[Any]) -> list[Any]:
     """Split each text into alternatives by the parameter's kind, then validate each."""
+    if not texts:  # TOML `n_samples = []`: the grid would silently lose that problem
+        raise UsageError(f"{param.name} = [] has no alternative: expected "
+                         f"{param.accepted()}, or a list of such values")
     values: list[Any] = []
-    if param.kind == "floats" and texts and all(
+    if param.kind == "floats" and all(
             isinstance(t, (int, float)) and not isinstance(t, bool) for t in texts):
         texts = [texts]  # TOML `betas = [0.9, 0.999]`: one list value, not two alternatives
     for text in texts:
+        if isinstance(text, bool) and param.kind != "bool":
+            # TOML's true/false: a bool is an int to Python, but only a bool parameter
+            # takes one (`coefficients = true` reached the list parser and crashed it).
+            raise UsageError(f"{param.name}={text} is not accepted: expected "
+                             f"{param.accepted()}")
         if not isinstance(text, str):
             values.append(text)  # from TOML: already typed
         elif param.kind == "floats":
@@ -138,6 +157,8 @@ def read_campaign(path: str) -> Campaign:
         c = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    # Types are checked key by key (_check_scalars, _alternatives); TOML's true and false
+    # are Python bools, which are ints, so every number check refuses bools explicitly.
     allowed = {"problems", "backends", "optimizers", "seeds", "lr", "dtype", "device",
                "problem_params", "optimizer_params", "steps", "tol", "max_time"}
     unknown = sorted(set(c) - allowed)
@@ -160,8 +181,8 @@ def read_campaign(path: str) -> Campaign:
         return {k: v if isinstance(v, list) else [v] for k, v in table.items()}
 
     seeds = c.get("seeds", 1)
-    seeds = list(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) \
-        else seeds
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
+        seeds = range(seeds)  # a count: never a list (the grid's bound is checked later)
     lrs = c.get("lr", [None])
     return Campaign(
         problems=names("problems"), backends=names("backends", ["all"]),
@@ -172,9 +193,9 @@ def read_campaign(path: str) -> Campaign:
         tol=c.get("tol"), max_time=c.get("max_time"))
 
 
-def _product(declared: Sequence[Param], grid: Mapping[str, list[Any]], owner: str
-             ) -> list[tuple[tuple[str, Any], ...]]:
-    """Every combination of the alternatives of the parameters `owner` declares."""
+def _axes(declared: Sequence[Param], grid: Mapping[str, list[Any]], owner: str
+          ) -> list[list[tuple[str, Any]]]:
+    """The validated alternatives of each parameter `owner` declares, as (key, value) axes."""
     by_name = {p.name: p for p in declared}
     axes = []
     for key, texts in grid.items():
@@ -183,15 +204,78 @@ def _product(declared: Sequence[Param], grid: Mapping[str, list[Any]], owner: st
                 axes.append([(key, v) for v in _alternatives(by_name[key], texts)])
             except UsageError as exc:
                 raise UsageError(f"{owner}: {exc}") from None
-    return [tuple(combo) for combo in itertools.product(*axes)]
+    return axes
+
+
+def _combinations(axes: list[list[tuple[str, Any]]]) -> int:
+    return math.prod(len(axis) for axis in axes)
+
+
+@dataclass(frozen=True)
+class _Head:
+    """A run less its backend and seed: a problem instance and an optimizer setting."""
+
+    problem: str
+    problem_params: tuple[tuple[str, Any], ...]
+    optimizer: str
+    optimizer_params: tuple[tuple[str, Any], ...]
+    max_steps: int | None = None  # the campaign's stop rules, part of every run's key
+    tol: float | None = None
+    max_time: float | None = None
+
+
+class Grid(Sequence[RunSpec]):
+    """A campaign's runs, in the order of the nested loops over its axes (problem instance,
+    optimizer setting, backend/dtype/device, seed), each made when it is asked for.
+
+    Heads, backends and seeds are each free of repeats, and every field of a run key is
+    canonicalized on its own, so no two runs of the product share a key: nothing needs to
+    be keyed, or held, to drop repeats. A million runs cost three short lists and a range.
+    """
+
+    def __init__(self, heads: Sequence[_Head], backends: Sequence[tuple[str, str, str]],
+                 seeds: Sequence[int]) -> None:
+        self._heads, self._backends, self._seeds = heads, backends, seeds
+        self._per_head = len(backends) * len(seeds)
+
+    def __len__(self) -> int:
+        return len(self._heads) * self._per_head
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError(f"run {index} of a grid of {n}")
+        head, rest = divmod(i, self._per_head)
+        backend, seed = divmod(rest, len(self._seeds))
+        return _spec(self._heads[head], self._backends[backend], self._seeds[seed])
+
+    def __iter__(self) -> Iterator[RunSpec]:
+        for head in self._heads:
+            for target, seed in itertools.product(self._backends, self._seeds):
+                yield _spec(head, target, seed)
+
+    def __repr__(self) -> str:
+        return (f"Grid({len(self._heads)} heads x {len(self._backends)} backends x "
+                f"{len(self._seeds)} seeds)")
+
+
+def _spec(head: _Head, target: tuple[str, str, str], seed: int) -> RunSpec:
+    backend, dtype, device = target
+    return RunSpec(head.problem, head.problem_params, backend, device, dtype, head.optimizer,
+                   head.optimizer_params, seed, head.max_steps, head.tol, head.max_time)
 
 
 def expand(c: Campaign, registry: Registry | None = None
-           ) -> tuple[list[RunSpec], list[tuple[str, str]]]:
-    """The validated runs of a campaign, and the backends skipped with their reasons.
+           ) -> tuple[Grid, list[tuple[str, str]]]:
+    """The validated runs of a campaign (a Grid: a sequence made on demand), and the
+    backends skipped with their reasons.
 
-    Every name and value is checked, and every distinct problem instance is made once, so
-    that a bad value (or a malformed data file) stops the campaign before it starts.
+    Every name and value is checked, the planned runs are counted and bounded, and every
+    distinct problem instance is made once, so that a bad value (or a malformed data file)
+    stops the campaign before it starts.
     """
     registry = registry or get_registry()
     _check_scalars(c)
@@ -234,28 +318,40 @@ def expand(c: Campaign, registry: Registry | None = None
         raise UsageError("no backend can run this campaign: "
                          + "; ".join(f"{n}: {r}" for n, r in sorted(skipped)))
 
-    specs: list[RunSpec] = []
-    for prob in problems:
-        for combo in _product(prob.params, c.problem_params, prob.name):
+    p_axes = [_axes(prob.params, c.problem_params, prob.name) for prob in problems]
+    o_axes = [_axes(opt.hyperparams, c.optimizer_params, opt.name) for opt in optimizers]
+    _check_bound(sum(map(_combinations, p_axes)), sum(map(_combinations, o_axes)),
+                 len(c.lrs), len(backends), len(c.seeds))
+
+    heads: dict[str, _Head] = {}  # by the run key of (head, first backend, first seed)
+    for prob, axes in zip(problems, p_axes, strict=True):
+        for combo in itertools.product(*axes):
             p_params = resolve(prob.params, dict(combo), prob.name)
             prob.make(p_params, 0)  # reads and checks data files now, not mid-campaign
             frozen_p = tuple(p_params.items())
-            for opt in optimizers:
-                for o_combo in _product(opt.hyperparams, c.optimizer_params, opt.name):
+            for opt, opt_axes in zip(optimizers, o_axes, strict=True):
+                for o_combo in itertools.product(*opt_axes):
                     for lr in c.lrs:
                         hp = api.optimizer_hyperparams(opt, dict(o_combo), lr)
                         opt.method(**hp)  # combinations the optimizer refuses (nesterov...)
-                        for (backend, dtype, device), seed in itertools.product(backends,
-                                                                                c.seeds):
-                            specs.append(RunSpec(prob.name, frozen_p, backend, device, dtype,
-                                                 opt.name, tuple(hp.items()), seed,
-                                                 c.steps, c.tol, c.max_time))
-    # One run per key (what --resume and the store go by): `--lr 0.1,0.10`, a repeated name
-    # or alternative would otherwise run, and store, the same run twice.
-    unique: dict[str, RunSpec] = {}
-    for spec in specs:
-        unique.setdefault(spec.key, spec)
-    return list(unique.values()), sorted(skipped)
+                        head = _Head(prob.name, frozen_p, opt.name, tuple(hp.items()),
+                                     c.steps, c.tol, c.max_time)
+                        # One run per key (what --resume and the store go by): `--lr
+                        # 0.1,0.10`, a repeated name or alternative would otherwise run,
+                        # and store, the same run twice.
+                        heads.setdefault(_spec(head, backends[0], c.seeds[0]).key, head)
+    seeds = c.seeds if isinstance(c.seeds, range) else list(dict.fromkeys(c.seeds))
+    return Grid(list(heads.values()), list(dict.fromkeys(backends)), seeds), sorted(skipped)
+
+
+def _check_bound(instances: int, settings: int, lrs: int, backends: int, seeds: int) -> None:
+    planned = instances * settings * lrs * backends * seeds
+    if planned > MAX_PLANNED_RUNS:
+        raise UsageError(
+            f"the campaign plans {planned:,} runs ({instances} problem instance(s) x "
+            f"{settings} optimizer setting(s) x {lrs} learning rate(s) x {backends} "
+            f"backend/dtype/device x {seeds} seed(s)); at most {MAX_PLANNED_RUNS:,} are "
+            "accepted: fewer seeds or alternatives")
 
 
 def _check_scalars(c: Campaign) -> None:
@@ -263,16 +359,24 @@ def _check_scalars(c: Campaign) -> None:
         shown = repr(value) if isinstance(value, str) else value  # steps="5" is not 5
         return UsageError(f"{name}={shown} is not accepted: expected {expected}")
 
-    if not isinstance(c.seeds, list) or not c.seeds or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in c.seeds):
-        raise bad("seeds", c.seeds, "a count >= 1 or a list of integers >= 0")
+    def number(value: Any) -> bool:  # TOML's true is an int to Python: not a number here
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    seeds = c.seeds
+    if isinstance(seeds, range):
+        valid = len(seeds) >= 1 and seeds.start >= 0 and seeds.step > 0  # no need to look
+    else:
+        valid = isinstance(seeds, list) and bool(seeds) and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    if not valid:
+        raise bad("seeds", seeds, "a count >= 1 or a list of integers >= 0")
     if not isinstance(c.steps, int) or isinstance(c.steps, bool) or c.steps < 0:
         raise bad("steps", c.steps, "an integer >= 0")
     for name, value in (("tol", c.tol), ("max_time", c.max_time)):
-        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)
-                                      and value > 0):
+        if value is not None and not (number(value) and math.isfinite(value) and value > 0):
             raise bad(name, value, "a number > 0")
+    if not (isinstance(c.lrs, list) and c.lrs):
+        raise bad("lr", c.lrs, "a number > 0, or a list of numbers > 0")
     for lr in c.lrs:
-        if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool)
-                                   and math.isfinite(lr) and lr > 0):
+        if lr is not None and not (number(lr) and math.isfinite(lr) and lr > 0):
             raise bad("lr", lr, "a number > 0")

@@ -89,7 +89,9 @@ def run_campaign(specs: list[RunSpec], campaign: Campaign, store: ResultsStore, 
 
     executor = executor or InProcess()
     done = store.keys() if resume else set()
-    todo = [s for s in specs if s.key not in done]
+    # With nothing to skip, the grid (a sequence made on demand) streams: the first run
+    # starts at once, however many are planned, and no run is keyed ahead of it.
+    todo = [s for s in specs if s.key not in done] if done else specs
     outcome = Outcome(0, len(specs) - len(todo), 0, False)
     finished = executor.results(todo, campaign, new_campaign_id())
     items = progress(finished, len(todo)) if progress else finished

@@ -73,7 +73,7 @@ def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
             problems=cmp.split_names(problem, "--problem"),
             backends=cmp.split_names(backend, "--backend"),
             optimizers=cmp.split_names(optimizer, "--optimizer"),
-            seeds=list(range(seeds)),
+            seeds=range(seeds),  # never a list: the grid bounds its size first
             lrs=cmp.split_numbers(lr, "--lr") if lr is not None else [None],
             dtypes=cmp.split_names(dtype, "--dtype"),
             devices=cmp.split_names(device, "--device"),

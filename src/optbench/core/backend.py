@@ -71,7 +71,10 @@ class Objective(ABC):
     def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
         """Optional, for backends with `compiles = True`: compile the whole loop of
         `steps` steps of `method` from `x0` now (this is set-up time) and return a callable
-        that runs it and returns (x_final, f values at x_0..x_{steps-1})."""
+        `loop(n)` that runs about n more steps (at least one, never past `steps`), from where
+        its previous call stopped, and returns (x reached, f at each point it stepped from).
+        The runner calls it in chunks, checking --max-time between them. A callable that
+        takes no argument runs every step at once, returning all their f values."""
         raise NotImplementedError(f"{type(self).__name__} has no compiled loop")
 
     def synchronize(self) -> None:

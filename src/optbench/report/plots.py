@@ -13,6 +13,11 @@ Figures:
 - time-to-target-<problem>.png: median time to target per backend, one bar per optimizer,
   labelled with the runs that reached it (k/n); no bar where none did.
 - performance-profile.png: Dolan–Moré profile of time to target over all tasks.
+
+Names (of problems, backends, optimizers, hosts) are text, never markup: every artist that
+shows one is drawn with mathtext and TeX off (`_literal`), so `$` in a name is a dollar sign.
+Escaping instead cannot work: matplotlib reads a backslash-dollar as an escape only in a
+string that has a pair of unescaped dollars, and shows it as it is elsewhere.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +96,12 @@ def plots(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write `data` to a temporary file beside `path`, then rename it over `path`.
+
+    The temporary file is created with mode 0o666, less the umask, as open() would create
+    `path` (mkstemp's 0o600 would make a report unreadable to the group that shares it).
+    """
+    fd, tmp = _create_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -101,6 +111,17 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _create_beside(path: Path) -> tuple[int, str]:
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                           0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 # ---- drawing ------------------------------------------------------------------------------
@@ -118,6 +139,18 @@ def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()
+
+
+def _literal(*texts: Any) -> None:
+    """Show these Text artists as they are: no mathtext (`$...$`), no TeX."""
+    for text in texts:
+        text.set_parse_math(False)
+        text.set_usetex(False)
+
+
+def _legend(ax: Any, **kwargs: Any) -> None:
+    legend = ax.legend(**kwargs)
+    _literal(*legend.get_texts(), legend.get_title())
 
 
 def _colors(n: int) -> list[Any]:
@@ -189,8 +222,8 @@ def _convergence(runs: Sequence[Run], problem: str, extra: Sequence[str], target
         ax.set_ylabel("(f − f*) / max(1, |f*|)")
         ax.grid(True, which="major", alpha=0.3)
     ax_time.set_xscale("log")
-    ax_time.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    fig.suptitle(f"{problem}: convergence (median of {seeds} task(s), band 25–75%)")
+    _legend(ax_time, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    _literal(fig.suptitle(f"{problem}: convergence (median of {seeds} task(s), band 25–75%)"))
     caption = (f"{problem}: the gap to f*, relative to max(1, |f*|), against steps (left) and "
                f"loop time (right); median over runs (seeds) with the 25–75% band; dashed: "
                f"the target {target:g}; gaps below {floor:g} are drawn at {floor:g}.")
@@ -224,15 +257,18 @@ def _bars(runs: Sequence[Run], problem: str, extra: Sequence[str], target: float
                         va="bottom", fontsize=7)
     ax.set_yscale("log")
     ax.set_ylim(bottom=bottom)
+    # The tick labels made here are the ones drawn: a fixed locator keeps their number.
     ax.set_xticks(range(len(groups)), groups)
+    _literal(*ax.get_xticklabels())
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_ylabel("median time to target (s)")
-    ax.set_title(f"{problem}: time to target (T = {target:g})")
+    _literal(ax.set_title(f"{problem}: time to target (T = {target:g})"))
     ax.grid(True, axis="y", which="major", alpha=0.3)
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=c, label=o) for o, c in zip(optimizers, colors, strict=True)],
-              fontsize=7, title="optimizer", title_fontsize=7)
+    _legend(ax, handles=[Patch(color=c, label=o)
+                         for o, c in zip(optimizers, colors, strict=True)],
+            fontsize=7, title="optimizer", title_fontsize=7)
     caption = (f"{problem}: median time to target per backend, one bar per optimizer, over "
                f"the runs that reached it; k/n above a bar: runs that reached the target of "
                f"all runs; no bar where none did.")
@@ -261,7 +297,7 @@ def _profile_figure(profile: Profile, styles: Mapping[str, Mapping[str, Any]], t
     ax.set_title(f"Performance profile: time to target T = {target:g}, "
                  f"{len(profile.tasks)} task(s)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    _legend(ax, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     caption = (f"Dolan–Moré performance profile over {len(profile.tasks)} task(s) (problem, "
                f"parameters, seed): for each backend/optimizer, the share of tasks it solved "
                f"within a factor τ of the fastest; a task it did not solve counts as never "

@@ -9,13 +9,14 @@ steps in between queue freely.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from optbench.core import Method, Objective
-from optbench.runner.stopping import Criterion, Progress
+from optbench.runner.stopping import Criterion, Progress, TimeLimit
 
 # Asynchronous devices read f back to the host (a synchronization) this often at least.
 ASYNC_CHECK_EVERY = 16
@@ -136,15 +137,27 @@ def drive(objective: Objective, method: Method, x0: Any, *, steps: int,
     return LoopResult(status, message, last["k"], x, clock["elapsed"], trace)
 
 
-def run_compiled(objective: Objective, method: Method, x0: Any, *, steps: int,
-                 f_star: float | None, tol: float | None, per_decade: int = 12
-                 ) -> tuple[LoopResult, float]:
-    """The whole loop compiled by the backend (Objective.compiled_loop); returns the
-    result and the compile time (for setup_s).
+CHUNK_MAX = 1 << 16
+"""The most steps of a compiled loop run by one call: the f values of one call (512 KiB in
+float64) are all a compiled run holds per step, however many steps it takes."""
 
-    Every step runs: the stop rules are applied to the f values afterwards (divergence: the
-    first non-finite f; tolerance: whether the final f meets it). The trace's times assume
-    equal steps, since a compiled loop reports only its total time.
+
+def run_compiled(objective: Objective, method: Method, x0: Any, *, steps: int,
+                 f_star: float | None, tol: float | None, max_time: float | None = None,
+                 per_decade: int = 12) -> tuple[LoopResult, float]:
+    """The loop compiled by the backend (Objective.compiled_loop), run in chunks; returns
+    the result and the compile time (for setup_s).
+
+    The compiled program continues from where its previous call stopped, and each call runs
+    a chunk of steps. Between chunks the stop rules are applied to its f values: divergence
+    (the first non-finite f, at its step), tolerance (the chunk's last f) and --max-time. With
+    a time limit the chunks start at one step and double, but a chunk is never longer than
+    the time left predicted from the last one, so a run stops about when the limit says;
+    without one every chunk is CHUNK_MAX steps. The trace's times inside a chunk assume
+    equal steps, since a compiled call reports only its total time.
+
+    A backend's loop that takes no step count (the contract before chunks) runs all steps
+    in one call, as it did.
     """
     import numpy as np
 
@@ -152,18 +165,51 @@ def run_compiled(objective: Objective, method: Method, x0: Any, *, steps: int,
     loop = objective.compiled_loop(method, steps, x0)
     objective.synchronize()
     compile_s = time.perf_counter() - t0
-    start = time.perf_counter()
-    x, fs = loop()
-    objective.synchronize()
-    elapsed = time.perf_counter() - start
-    fs = np.asarray(objective.to_numpy(fs), dtype=np.float64)
-    trace = [[k, elapsed * k / max(steps, 1), float(fs[k])]
-             for k in sorted(sample_steps(steps, per_decade)) if k < steps]
-    bad = np.flatnonzero(~np.isfinite(fs))
-    status, message, done = "max_steps", f"compiled loop ran all {steps} steps", steps
-    if bad.size:
-        done = int(bad[0])
-        status, message = "diverged", f"f became {fs[done]} at step {done} (compiled loop)"
-    elif tol is not None and f_star is not None and fs.size and fs[-1] - f_star <= tol:
-        status, message = "converged", f"f - f* <= {tol:g} (checked after the compiled loop)"
+
+    chunked = _takes_a_count(loop)
+    samples = sorted(sample_steps(steps, per_decade)) if per_decade else []
+    limit = TimeLimit(max_time) if max_time is not None else None
+    trace: list[list[float]] = []
+    x, done, elapsed, want = x0, 0, 0.0, (1 if limit else CHUNK_MAX)
+    status, message = "max_steps", f"compiled loop ran all {steps} steps"
+    while done < steps:
+        start = time.perf_counter()
+        x, fs = loop(min(want, steps - done)) if chunked else loop()
+        objective.synchronize()
+        spent = time.perf_counter() - start
+        fs = np.asarray(objective.to_numpy(fs), dtype=np.float64).reshape(-1)
+        ran = min(len(fs), steps - done)
+        if ran == 0:
+            raise RuntimeError(f"the compiled loop ran no step ({steps - done} were left)")
+        for k in samples:
+            if done <= k < done + ran:
+                trace.append([k, elapsed + spent * (k - done) / ran, float(fs[k - done])])
+        elapsed += spent
+        bad = np.flatnonzero(~np.isfinite(fs[:ran]))
+        if bad.size:
+            status, done = "diverged", done + int(bad[0])
+            message = f"f became {fs[bad[0]]} at step {done} (compiled loop)"
+            break
+        done += ran
+        if tol is not None and f_star is not None and fs[ran - 1] - f_star <= tol:
+            status = "converged"
+            message = f"f - f* <= {tol:g} (checked between compiled chunks)"
+            break
+        if limit is not None:
+            if verdict := limit.check(Progress(done, float(fs[ran - 1]), None, elapsed, None)):
+                status, message = verdict
+                break
+            # Double the chunk, but not past the time left at the last chunk's pace.
+            left = math.ceil((max_time - elapsed) * ran / spent) if spent > 0 else want
+            want = max(1, min(2 * ran, CHUNK_MAX, left))
     return LoopResult(status, message, done, x, elapsed, trace), compile_s
+
+
+def _takes_a_count(loop: Any) -> bool:
+    """Whether a compiled loop accepts the chunk's step count (`loop(n)`)."""
+    try:
+        parameters = inspect.signature(loop).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+               for p in parameters)

@@ -4,8 +4,10 @@ Step by step (the default), the runner calls `value_and_grad`, a `jax.jit` of
 `jax.value_and_grad(problem.objective)`, and the optimizer's pure step computes with
 `jax.numpy` between calls. With `optbench run --compile`, `compiled_loop` traces the same
 optax-style step (`method.init`, `method.step`) once, as the body of one `jax.lax.fori_loop`
-over all the steps, and compiles it ahead of time (`jit(...).lower(...).compile()`): the
-compile time is set-up time (`setup_s`), the loop time is one call of the compiled executable.
+whose trip count is an argument, and compiles it ahead of time (`jit(...).lower(...)
+.compile()`): the compile time is set-up time (`setup_s`), the loop time is the calls of the
+compiled executable, one per chunk of steps (one for a run of at most CHUNK steps without
+--max-time).
 
 Compile time: XLA:CPU compiles with CPU_COMPILER_OPTIONS (same arithmetic, about half the
 compile time of these small programs), and the loop of a small run (QUICK_COMPILE_WORK) with
@@ -72,6 +74,11 @@ _options_ok: dict[str, bool] = {}  # platform -> whether its options were accept
 # steps x (data elements + 100), is at most this: about 5 ms of extra loop time at most on
 # a 2-core EPYC, against ~30-40 ms of compile time saved.
 QUICK_COMPILE_WORK = 2_000_000
+
+# The most steps one call of the compiled loop runs: its buffer of f values has this many
+# entries at most (512 KiB in float64), however many steps the run takes (optbench's runner
+# asks for chunks of up to optbench.runner.loop.CHUNK_MAX, the same number).
+CHUNK = 1 << 16
 
 
 def _find(module: str) -> bool:
@@ -254,14 +261,18 @@ class JaxObjective(Objective):
             self.n_evals, self.n_fevals = counts
 
     def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
-        """`steps` steps of `method` from `x0` as one XLA loop, compiled now.
+        """`steps` steps of `method` from `x0` as one XLA loop, compiled now, run in chunks.
 
         One program, compiled once: a `jax.lax.fori_loop` whose body is the optimizer's step
         (traced once, value_and_grad inside it) and whose trip count is an argument, writing
-        f of every step into a buffer. The trip count being an argument lets the executable
-        be called once with 0 steps while setting up: its first call (~0.5 ms of buffer and
-        dispatch set-up on a CPU) then lands in the set-up time and the timed call is the
-        loop alone, at no compile cost (no second program, no `lax.cond` around the loop).
+        f of every step into a buffer of CHUNK steps at most. It takes x and the optimizer's
+        state and returns them, so that each call `loop(n)` continues where the previous one
+        stopped: the runner checks --max-time between calls, and no buffer grows with the
+        step count. The initial state is made inside the same program (a `where` on a flag,
+        once per call, not per step), and a first call with 0 steps, made here, computes it:
+        that call also sets up the executable's buffers and dispatch path (~0.5 ms on a CPU),
+        so it lands in the set-up time and a timed call is the loop alone, at no compile
+        cost (no second program, no `lax.cond` around the loop).
         """
         if getattr(method, "done", None) is not None or getattr(method, "run", None) is not None:
             raise ValueError("this optimizer cannot run as a compiled loop (it needs values on "
@@ -269,6 +280,7 @@ class JaxObjective(Objective):
         jax, jnp = self._jax, self.xp
         if not (isinstance(x0, jax.Array) and x0.dtype == self._np_dtype):
             x0 = self._put(np.asarray(x0, dtype=self._np_dtype))
+        size = max(1, min(steps, CHUNK))  # f values per call, at most
 
         def fixed(state: Any, like: Any) -> Any:
             # Python numbers in the initial state (a step count, a running product 1.0)
@@ -289,7 +301,11 @@ class JaxObjective(Objective):
             return jax.tree_util.tree_map(
                 lambda n, o: n if n.dtype == o.dtype else n.astype(o.dtype), new, old)
 
-        def run(x_start: Any, arrays: Mapping[str, Any], n: Any) -> tuple[Any, Any]:
+        def initial(x_start: Any) -> Any:
+            return fixed(method.init(x_start, jnp), x_start)
+
+        def run(x_start: Any, state_in: Any, arrays: Mapping[str, Any], n: Any, first: Any
+                ) -> tuple[Any, Any, Any]:
             objective = _Traced(self, arrays)
 
             def body(k: Any, carry: Any) -> Any:
@@ -298,15 +314,26 @@ class JaxObjective(Objective):
                 x_new, st_new = keep_types((x_new, st_new), (x, st))
                 return x_new, st_new, fs.at[k].set(f.astype(fs.dtype))
 
-            state = fixed(method.init(x_start, jnp), x_start)
+            state = jax.tree_util.tree_map(lambda a, b: jnp.where(first, a, b),
+                                           initial(x_start), state_in)
             # f at each step, in x's dtype (the objective's f is in it: data and x are).
-            fs = jnp.zeros((steps,), dtype=x_start.dtype)
-            x_final, _, fs = jax.lax.fori_loop(0, n, body, (x_start, state, fs))
-            return x_final, fs
+            fs = jnp.zeros((size,), dtype=x_start.dtype)
+            return jax.lax.fori_loop(0, n, body, (x_start, state, fs))
 
         arrays = self._arrays
-        n_all, n_none = (self._put(np.asarray(k, dtype=np.int32)) for k in (steps, 0))
-        lowered = jax.jit(run).lower(x0, arrays, n_all)
+        # Placeholders of the state's types for the first call, made on the host (tracing
+        # only, no compilation): that call replaces them with `initial(x0)`.
+        blank = jax.tree_util.tree_map(lambda a: self._put(np.zeros(a.shape, a.dtype)),
+                                       jax.eval_shape(initial, x0))
+        counts: dict[int, Any] = {}
+
+        def count(k: int) -> Any:  # the trip count as a device scalar, made once per value
+            if k not in counts:
+                counts[k] = self._put(np.asarray(k, dtype=np.int32))
+            return counts[k]
+
+        yes, no = (self._put(np.asarray(flag)) for flag in (True, False))
+        lowered = jax.jit(run).lower(x0, blank, arrays, count(size), yes)
         elements = x0.size + sum(a.size for a in jax.tree_util.tree_leaves(arrays))
         quick = steps * (elements + 100) <= QUICK_COMPILE_WORK
         try:
@@ -316,16 +343,29 @@ class JaxObjective(Objective):
             if not self._without_options(exc):
                 raise
             compiled = lowered.compile()
-        # The first call of an executable sets up its buffers and dispatch path: with no
-        # steps to take it costs just that, here, in the set-up time.
-        jax.block_until_ready(compiled(x0, arrays, n_none))
+        # The first call, with no steps to take: the initial state, and the executable's
+        # set-up, here in the set-up time. A second one takes its arguments as every later
+        # call will (a call's outputs, not host copies), so that the timed calls meet a
+        # dispatch path already taken.
+        x_start, state, _ = compiled(x0, blank, arrays, count(0), yes)
+        x_start, state, _ = compiled(x_start, state, arrays, count(0), no)
+        jax.block_until_ready(state)
+        at = {"x": x_start, "state": state, "left": steps}
 
-        def loop() -> tuple[Any, Any]:
-            self.n_evals += steps
-            self.n_fevals += steps
-            out = compiled(x0, arrays, n_all)
-            self._last = out
-            return out
+        def loop(n: int | None = None) -> tuple[Any, Any]:
+            """The next n steps (None: all that are left): (x, their f values, on the host)."""
+            todo = at["left"] if n is None else max(0, min(n, at["left"]))
+            parts = [np.zeros(0, dtype=self._np_dtype)]
+            while todo > 0:
+                k = min(todo, size)
+                x, state, fs = compiled(at["x"], at["state"], arrays, count(k), no)
+                self._last = fs
+                at.update(x=x, state=state, left=at["left"] - k)
+                self.n_evals += k
+                self.n_fevals += k
+                parts.append(np.asarray(self._jax.device_get(fs))[:k])
+                todo -= k
+            return at["x"], parts[-1] if len(parts) == 2 else np.concatenate(parts)
 
         return loop
 
