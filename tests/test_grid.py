@@ -138,7 +138,8 @@ def test_expanding_keys_no_run_before_it_is_needed(monkeypatch, registry, tmp_pa
         ran.append(spec.seed)
         if len(ran) == 3:
             raise KeyboardInterrupt
-        return {"status": "max_steps", "seed": spec.seed}
+        return {"problem": spec.problem, "backend": spec.backend, "status": "max_steps",
+                "seed": spec.seed}
 
     monkeypatch.setattr(execute, "run_one", run_one)
     outcome = execute.run_campaign(specs, c, ResultsStore(tmp_path / "r.jsonl"), resume=False)
@@ -186,7 +187,7 @@ def run_key_of(registry, problem, n, optimizer, betas, lr, backend, seed) -> str
     return run_key({"problem": problem, "problem_params": api.jsonable(params),
                     "backend": backend, "device": "cpu", "dtype": "float64",
                     "optimizer": optimizer, "optimizer_params": api.jsonable(hp),
-                    "seed": seed})
+                    "seed": seed, "max_steps": 3})  # the campaign's steps
 
 
 # ---- item 19: every campaign-file value has the type its key needs ---------------------------

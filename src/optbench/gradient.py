@@ -42,11 +42,32 @@ def parse_point(items: Sequence[str]) -> dict[str, float]:
     return point
 
 
-def gradient(expression: str, at: Mapping[str, float], backend: str | Sequence[str] = "all",
-             dtype: str = "float64", device: str = "cpu",
-             registry: Registry | None = None) -> dict[str, Any]:
-    """{"expression", "at", "results": [{"backend", "value", "grad": {name: d}}], "skipped"}."""
+QUICK = (("autograd", "torch"), "fd")
+"""The default backends: one automatic differentiation (autograd, whose import takes ~0.4 s;
+torch where autograd is missing: ~1.5 s) and the independent finite differences beside it.
+A user asked for a derivative: importing and compiling every backend (jax included) took
+~10 s. `--backend all` gives the full comparison."""
+
+
+def quick_backends(registry: Registry, device: str = "cpu") -> list[str]:
+    from optbench.plugins import available
+
+    exact, check = QUICK
+    names = registry.names("backend")
+    first = next((n for n in exact if n in names
+                  and available(registry.get("backend", n), device) is None), None)
+    return [n for n in (first, check) if n is not None]
+
+
+def gradient(expression: str, at: Mapping[str, float],
+             backend: str | Sequence[str] | None = None, dtype: str = "float64",
+             device: str = "cpu", registry: Registry | None = None) -> dict[str, Any]:
+    """{"expression", "at", "results": [{"backend", "value", "grad": {name: d}}], "skipped"}.
+
+    `backend`: a name, a list, "all", or None for `quick_backends`."""
     registry = registry or get_registry()
+    if backend is None:
+        backend = quick_backends(registry, device)
     if dtype not in DTYPES:
         raise UsageError(f"dtype={dtype} is not accepted: expected one of {', '.join(DTYPES)}")
     compiled = compile_expression(expression)

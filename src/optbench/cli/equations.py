@@ -66,8 +66,9 @@ def solve(equations, file, variables, backend, device, optimizer, lr, steps, tol
 @click.argument("expression")
 @click.option("--at", "at", multiple=True, required=True, metavar="NAME=VALUE[,...]",
               help="the point, e.g. --at x=3.6 or --at x=1,y=2")
-@click.option("--backend", type=RegistryName("backend", allow_all=True), default="all",
-              show_default=True)
+@click.option("--backend", type=RegistryName("backend", allow_all=True, many=True),
+              default=None, help="a backend, a comma-separated list, or 'all' for every "
+              "available one  [default: autograd (else torch) and fd, the quick answer]")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True)
