@@ -125,6 +125,19 @@ class TorchBackend(Backend):
             reason = _no_nvidia_driver()
         return reason
 
+    def compile_note(self, device: str = "cpu") -> str | None:
+        # Measured on the 2-core development machine (README, "Backends").
+        if device == "cpu":
+            return ("--compile on the CPU compiles the steps with torch.compile (inductor "
+                    "generates and builds C++): the first time takes about a minute "
+                    "(61.7 s for a new user; COLD_S here with an empty cache), about WARM_S "
+                    "once its cache (TORCHINDUCTOR_CACHE_DIR) is warm. Set-up time is "
+                    "reported apart from the loop's.")
+        if os.environ.get("OPTBENCH_CUDA_GRAPHS") == "inductor":
+            return ("--compile with OPTBENCH_CUDA_GRAPHS=inductor compiles fused kernels "
+                    "with torch.compile first: about 15-20 s on an H100.")
+        return None
+
     def prepare(self, problem, data, *, dtype, device):
         if device == "cuda":
             import torch

@@ -128,6 +128,11 @@ def run(problem, backend, device, optimizer, lr, steps, seed, dtype, problem_par
                           compile=compile_)
     for name, reason in plans[0].unavailable:
         click.echo(f"optbench: skipping backend {name}: {reason}", err=True)
+    if compile_:  # a long compile must not look like a hang
+        for b in plans[0].backends:
+            note = b.compile_note(device)
+            if note:
+                click.echo(f"optbench: note: {b.name}: {note}", err=True)
     runs = []
     for plan in plans:
         for b in plan.backends:

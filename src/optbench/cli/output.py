@@ -174,6 +174,10 @@ def solve_report(records: list[Any]) -> str:
                                                                         strict=True))
                 for s in found]
     a = first.analysis
+    if a is None and first.starts == 1:  # one root of a nonlinear system, maybe one of many
+        out += ["", "The system is nonlinear: other solutions may exist. To look for them, "
+                    "run several starts in one batch: --starts 20 lists the distinct "
+                    "solutions found."]
     if a is not None:
         n = len(first.variables)
         out += ["", f"linear system: rank {a['rank']} of {n} unknowns, "

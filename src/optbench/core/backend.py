@@ -104,6 +104,12 @@ class Backend(ABC):
     """Declared waivers of the kit's checks: {"waive": {"check" or "check:item": reason}};
     the report shows each reason."""
 
+    def compile_note(self, device: str = "cpu") -> str | None:
+        """What a user should hear before a `--compile` run starts on `device`: how long
+        compiling takes and why, where that is long enough to look like a hang. None when
+        compiling is quick."""
+        return None
+
     def available(self, device: str = "cpu") -> str | None:
         """None when usable on `device`, else the reason it is not (in words).
 
