@@ -130,9 +130,9 @@ class TorchBackend(Backend):
         if device == "cpu":
             return ("--compile on the CPU compiles the steps with torch.compile (inductor "
                     "generates and builds C++): the first time takes about a minute "
-                    "(61.7 s for a new user; COLD_S here with an empty cache), about WARM_S "
-                    "once its cache (TORCHINDUCTOR_CACHE_DIR) is warm. Set-up time is "
-                    "reported apart from the loop's.")
+                    "(61.7 s for a new user; 128 s on two busy cores), 5-22 s once its cache "
+                    "(TORCHINDUCTOR_CACHE_DIR) is warm; the loop then runs about 2x faster. "
+                    "Set-up time is reported apart from the loop's.")
         if os.environ.get("OPTBENCH_CUDA_GRAPHS") == "inductor":
             return ("--compile with OPTBENCH_CUDA_GRAPHS=inductor compiles fused kernels "
                     "with torch.compile first: about 15-20 s on an H100.")
