@@ -236,7 +236,7 @@ def test_campaign_through_the_scheduler_gives_the_in_process_records(cluster, in
     with cluster.client() as client:
         # A lambda, pickled by value: this test module is not importable on the workers.
         warmed = client.run(
-            lambda: len(importlib.import_module("optbench.bench.execute")._WARMED))
+            lambda: len(importlib.import_module("optbench.bench.runone")._WARMED))
     assert len(warmed) == 2 and all(n > 0 for n in warmed.values()), warmed
 
 
@@ -466,7 +466,7 @@ def test_an_interrupt_landing_in_a_destructor_stops_the_campaign_without_a_trace
     one line only."""
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         pytest.skip("SIGINT is not Python's default handler in this process")
-    from optbench.bench import execute
+    from optbench.bench import execute, runone
     from optbench.results import ResultsStore
 
     c = Campaign(problems=["rosenbrock"], backends=["fd"], optimizers=["nadam"],
@@ -483,7 +483,7 @@ def test_an_interrupt_landing_in_a_destructor_stops_the_campaign_without_a_trace
             for i, spec in enumerate(todo):
                 if i == 1:
                     Dropped()
-                yield spec, execute.run_one(spec, campaign, campaign_id)
+                yield spec, runone.run_one(spec, campaign, campaign_id)
 
         def close(self) -> None:
             pass

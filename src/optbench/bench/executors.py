@@ -1,8 +1,8 @@
 """Where a campaign's runs execute: in this process, or on Dask distributed.
 
-Whatever runs them, only this process appends to the results file, one whole record at a
-time as runs finish, so one process writes it. Runs are independent: every worker plans its
-own run from the RunSpec and records its own host.
+Whatever runs them, only the campaign loop (bench/execute.py) appends to the results file,
+one whole record at a time as runs finish. Runs are independent: every worker plans its own
+run from the RunSpec (bench/runone.py) and records its own host.
 
 Lost runs: when a Dask worker dies, the scheduler resubmits its runs elsewhere; a run that
 was on `allowed-failures` dying workers (Dask's setting, 3 by default) comes back as
@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from optbench.bench import runone
 from optbench.bench.campaign import Campaign, RunSpec
 from optbench.errors import UsageError
 
@@ -30,10 +31,8 @@ class InProcess:
 
     def results(self, todo: list[RunSpec], campaign: Campaign, campaign_id: str
                 ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-        from optbench.bench.execute import run_one
-
         for spec in todo:
-            yield spec, run_one(spec, campaign, campaign_id)
+            yield spec, runone.run_one(spec, campaign, campaign_id)
 
     def close(self) -> None:
         pass
@@ -120,9 +119,7 @@ class Dask:
                 ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
         from distributed import as_completed
 
-        from optbench.bench.execute import error_record, run_one
-
-        futures = {self.client.submit(run_one, spec, campaign, campaign_id, pure=False): spec
+        futures = {self.client.submit(runone.run_one, spec, campaign, campaign_id, pure=False): spec
                    for spec in todo}
         try:
             for future in as_completed(futures):
@@ -132,7 +129,7 @@ class Dask:
                 try:
                     record = future.result()
                 except Exception as exc:  # KilledWorker after repeated worker deaths...
-                    record = error_record(spec, campaign, campaign_id,
+                    record = runone.error_record(spec, campaign, campaign_id,
                                           f"{type(exc).__name__}: {exc}")
                 yield spec, record
         finally:
