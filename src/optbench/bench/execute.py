@@ -1,7 +1,8 @@
 """Running a campaign's runs and appending each record, whole, as it finishes.
 
 The top of the bench layers: `run_campaign` takes the runs an executor (bench/executors.py)
-hands back, and only it appends to the results file.
+hands back, and only it appends to the results file. A run the executor reports as lost to
+the infrastructure (`executors.Lost`) is not appended, so `--resume` runs it again.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from optbench.bench.campaign import Campaign, RunSpec
-from optbench.bench.executors import InProcess
+from optbench.bench.executors import InProcess, Lost
 from optbench.results import ResultsStore
 
 
@@ -31,6 +32,10 @@ class Outcome:
     already: int
     errors: int
     interrupted: bool
+    lost: int = 0
+    """Runs lost to the infrastructure: not appended, so `--resume` runs them."""
+    lost_reasons: list[str] = field(default_factory=list)
+    """Why they were lost: each reason once, in the order met."""
 
 
 def run_campaign(specs: list[RunSpec], campaign: Campaign, store: ResultsStore, *,
@@ -48,6 +53,11 @@ def run_campaign(specs: list[RunSpec], campaign: Campaign, store: ResultsStore, 
             for _spec, record in items:
                 if sigint.seen:  # swallowed where it landed: this run's record may be bogus
                     raise KeyboardInterrupt
+                if isinstance(record, Lost):
+                    outcome.lost += 1
+                    if record.reason not in outcome.lost_reasons:
+                        outcome.lost_reasons.append(record.reason)
+                    continue
                 with sigint.deferred():  # so that the summary counts what the file holds
                     store.append(record)
                     outcome.written += 1
