@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from clitools import assert_usage_error, run_main
-from optbench.bench import execute
+from optbench.bench import execute, runone
 from optbench.bench.campaign import Campaign, expand
 from optbench.core.record import STATUSES, RunRecord
 from optbench.results import ResultsStore, run_key
@@ -225,7 +225,7 @@ def test_an_interrupt_swallowed_inside_a_run_still_stops_the_campaign(
     """Code that catches BaseException (autograd's import does) must not lose a Ctrl-C: the
     campaign stops after that run, whose record is dropped."""
     specs, c = small_campaign(registry)
-    real, calls = execute.run_one, []
+    real, calls = runone.run_one, []
 
     def run_one(spec, *args, **kwargs):
         calls.append(spec)
@@ -237,7 +237,7 @@ def test_an_interrupt_swallowed_inside_a_run_still_stops_the_campaign(
                 pass
         return real(spec, *args, **kwargs)
 
-    monkeypatch.setattr(execute, "run_one", run_one)
+    monkeypatch.setattr(runone, "run_one", run_one)
     store = ResultsStore(tmp_path / "r.jsonl")
     outcome = execute.run_campaign(specs, c, store, resume=False)
     assert outcome.interrupted and outcome.written == 1 and len(calls) == 2

@@ -1,8 +1,8 @@
 """Running a campaign's runs and appending each record, whole, as it finishes.
 
-Timing discipline: the first run of each (problem instance, backend, dtype, device) is
-preceded by a short warm-up run that is thrown away, so first-call costs (imports, kernel
-selection, caches) land in no record's loop time. Each run's own set-up is in its setup_s.
+The top of the bench layers: `run_campaign` takes the runs an executor (bench/executors.py)
+hands back, and only it appends to the results file. A run the executor reports as lost to
+the infrastructure (`executors.Lost`) is not appended, so `--resume` runs it again.
 """
 
 from __future__ import annotations
@@ -14,63 +14,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from optbench import api
 from optbench.bench.campaign import Campaign, RunSpec
+from optbench.bench.executors import InProcess, Lost
 from optbench.results import ResultsStore
-from optbench.results.host import host_info
-
-WARMUP_STEPS = 20
 
 
 def new_campaign_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-
-
-# Warm-up groups already run in this process (each worker process keeps its own).
-_WARMED: set[tuple[Any, ...]] = set()
-
-
-def _options(spec: RunSpec, campaign: Campaign) -> dict[str, Any]:
-    return dict(problem_params=dict(spec.problem_params),
-                optimizer_params=dict(spec.optimizer_params), seed=spec.seed,
-                dtype=spec.dtype, device=spec.device, tol=campaign.tol,
-                max_time=campaign.max_time)
-
-
-def _finish(record: dict[str, Any], spec: RunSpec, campaign: Campaign, campaign_id: str,
-            host: dict[str, Any] | None) -> dict[str, Any]:
-    record.update(campaign=campaign_id, host=host, tol=campaign.tol,
-                  max_time=campaign.max_time, max_steps=campaign.steps)
-    return record
-
-
-def run_one(spec: RunSpec, campaign: Campaign, campaign_id: str) -> dict[str, Any]:
-    """Plan and execute one run, here; returns its record as a JSON-ready dict.
-
-    The first run of its warm-up group in this process is preceded by a discarded warm-up.
-    """
-    options = _options(spec, campaign)
-    if spec.warmup_group not in _WARMED:
-        warm_plan = api.plan(spec.problem, spec.backend, spec.optimizer,
-                             steps=min(campaign.steps, WARMUP_STEPS), **options)
-        api.execute(warm_plan, warm_plan.backends[0])
-        _WARMED.add(spec.warmup_group)
-    plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=campaign.steps,
-                    **options)
-    record = api.execute(plan, plan.backends[0]).to_json()
-    return _finish(record, spec, campaign, campaign_id, host_info(spec.device))
-
-
-def error_record(spec: RunSpec, campaign: Campaign, campaign_id: str, message: str
-                 ) -> dict[str, Any]:
-    """The record of a run that never finished (its workers died): status "error"."""
-    plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=campaign.steps,
-                    **_options(spec, campaign))
-    record = api.blank_record(plan, plan.backends[0], message).to_json()
-    return _finish(record, spec, campaign, campaign_id, None)
 
 
 @dataclass
@@ -79,14 +32,16 @@ class Outcome:
     already: int
     errors: int
     interrupted: bool
+    lost: int = 0
+    """Runs lost to the infrastructure: not appended, so `--resume` runs them."""
+    lost_reasons: list[str] = field(default_factory=list)
+    """Why they were lost: each reason once, in the order met."""
 
 
 def run_campaign(specs: list[RunSpec], campaign: Campaign, store: ResultsStore, *,
                  resume: bool, progress: Callable[[Iterable[Any], int], Any] | None = None,
                  executor: Any = None) -> Outcome:
     """Run every spec not yet in the store; append each record as its run finishes."""
-    from optbench.bench.executors import InProcess
-
     executor = executor or InProcess()
     done = store.keys() if resume else set()
     # With nothing to skip, the grid (a sequence made on demand) streams: the first run
@@ -100,6 +55,11 @@ def run_campaign(specs: list[RunSpec], campaign: Campaign, store: ResultsStore, 
             for _spec, record in items:
                 if sigint.seen:  # swallowed where it landed: this run's record may be bogus
                     raise KeyboardInterrupt
+                if isinstance(record, Lost):
+                    outcome.lost += 1
+                    if record.reason not in outcome.lost_reasons:
+                        outcome.lost_reasons.append(record.reason)
+                    continue
                 with sigint.deferred():  # so that the summary counts what the file holds
                     store.append(record)
                     outcome.written += 1

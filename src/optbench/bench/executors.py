@@ -1,39 +1,74 @@
 """Where a campaign's runs execute: in this process, or on Dask distributed.
 
-Whatever runs them, only this process appends to the results file, one whole record at a
-time as runs finish, so one process writes it. Runs are independent: every worker plans its
-own run from the RunSpec and records its own host.
+Whatever runs them, only the campaign loop (bench/execute.py) appends to the results file,
+one whole record at a time as runs finish. Runs are independent: every worker plans its own
+run from the RunSpec (bench/runone.py) and records its own host.
 
-Lost runs: when a Dask worker dies, the scheduler resubmits its runs elsewhere; a run that
-was on `allowed-failures` dying workers (Dask's setting, 3 by default) comes back as
-KilledWorker and is recorded with status "error" and that reason — never dropped.
+An executor hands back, for each run, its record — or `Lost`: the run was lost to the
+infrastructure and has no record, so that `--resume` runs it again. What is lost:
+
+- the connection to the scheduler (the scheduler died): every run not yet fetched;
+- runs cancelled on the cluster (by another client, or a scheduler restart);
+- KilledWorker: the run was on `allowed-failures` workers (Dask's setting, 3 by default)
+  that all died while it ran. It may be the run's own fault (a plugin that crashes the
+  interpreter) or the infrastructure's (workers killed under it: OOM killer, operator).
+  Dask cannot tell; neither can we. It is counted as lost, not recorded as an error: a
+  wrong "error" record would make every later `--resume` skip the run for good, while a
+  wrong "lost" costs one retry, reported each time — and in-process, a run that crashes
+  the interpreter leaves no record either;
+- every worker gone for NO_WORKER_TIMEOUT_S: the runs still to do (local workers that
+  died are replaced first; see Dask.results).
+
+A run that raised on its worker, outside the optimization loop (a plugin missing there),
+is recorded with status "error" and the exception: retrying it would not help.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from optbench.bench import runone
 from optbench.bench.campaign import Campaign, RunSpec
 from optbench.errors import UsageError
 
-# An unreachable scheduler must be reported within 10 s of the command's start: the
-# interpreter, imports and the grid take 0.5 s on an idle machine, 2 s on a loaded one.
-CONNECT_TIMEOUT_S = 5
+# A scheduler that cannot be reached, or does not answer as one, must be reported within
+# 10 s of the command's start. The interpreter, imports (distributed's alone: 2.5 s) and the
+# grid take 1.5 s on an idle machine, 4.5 s on a loaded one, and the exit after the message
+# 0.5 s; so the probe and the client share what is left of COMMAND_DEADLINE_S, at most
+# CONNECT_TIMEOUT_S, at least MIN_CONNECT_S. See connect_budget().
+COMMAND_DEADLINE_S = 8.0
+CONNECT_TIMEOUT_S = 5.0
+MIN_CONNECT_S = 2.0
+# How often the campaign looks at the cluster while it waits for runs to finish.
+POLL_S = 1.0
+# With no worker for this long (the local ones could not be replaced, or a scheduler's
+# workers went away), the campaign stops: the runs still to do are lost, --resume does them.
+NO_WORKER_TIMEOUT_S = 120.0
+# How long closing the client and the local cluster may take before we leave them.
+CLOSE_TIMEOUT_S = 20
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A run lost to the infrastructure: no record is written for it."""
+
+    reason: str
 
 
 class InProcess:
     """One run at a time in this process: timings least disturbed (the default)."""
 
     def results(self, todo: list[RunSpec], campaign: Campaign, campaign_id: str
-                ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-        from optbench.bench.execute import run_one
-
+                ) -> Iterator[tuple[RunSpec, dict[str, Any] | Lost]]:
         for spec in todo:
-            yield spec, run_one(spec, campaign, campaign_id)
+            yield spec, runone.run_one(spec, campaign, campaign_id)
 
     def close(self) -> None:
         pass
@@ -80,6 +115,72 @@ def _quiet_dask() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def _first_line(exc: BaseException, limit: int = 120) -> str:
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def connect_budget() -> float:
+    """Seconds to connect to a scheduler: what is left of COMMAND_DEADLINE_S since this
+    process started, within [MIN_CONNECT_S, CONNECT_TIMEOUT_S]. A process older than the
+    deadline (the Python API, a test session) is no command starting: it gets
+    CONNECT_TIMEOUT_S."""
+    try:
+        import psutil  # a dependency of distributed
+
+        age = time.time() - psutil.Process().create_time()
+    except Exception:
+        return CONNECT_TIMEOUT_S
+    if age >= COMMAND_DEADLINE_S:
+        return CONNECT_TIMEOUT_S
+    return min(CONNECT_TIMEOUT_S, max(MIN_CONNECT_S, COMMAND_DEADLINE_S - age))
+
+
+def probe_scheduler(address: str, timeout: float) -> None:
+    """Check, within `timeout` seconds in all, that a Dask scheduler answers at `address`;
+    ConnectionError (one line) if not.
+
+    Dask's own connect cannot be trusted with a stranger: its handshake waits for an answer
+    without a time limit (a server that accepts and never answers — or waits for a request
+    of its own, as an HTTP server does — hangs the client forever), and it allocates
+    whatever size the first 8 bytes announce (text such as "HTTP/1.0" announces exabytes:
+    MemoryError, or numpy's "Maximum allowed dimension exceeded"). So the handshake and an
+    `identity` call run here, in an event loop of their own under one hard deadline,
+    before the Client is made; whatever goes wrong ends as one line.
+    """
+    from distributed.core import rpc
+
+    # The connect gives up (OSError) a little before the deadline: a timeout of the whole
+    # probe then means a connection was made that did not answer.
+    connect_s = max(0.5, timeout - 0.5)
+
+    async def identity() -> dict[str, Any]:
+        async with rpc(address, timeout=connect_s) as scheduler:
+            return await scheduler.identity()
+
+    try:
+        info = asyncio.run(asyncio.wait_for(identity(), timeout))
+    except (TimeoutError, asyncio.TimeoutError):
+        raise ConnectionError(f"no Dask scheduler at {address}: the server there accepted "
+                              f"the connection but did not answer within {timeout:.1f} s"
+                              ) from None
+    except OSError as exc:  # refused, unreachable, closed during the handshake
+        # Dask's "Timed out trying to connect" says less than the error it gave up on,
+        # which it words "in <TCPConnector object at 0x...>: ConnectionRefusedError: ...".
+        cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+        detail = re.sub(r"^in <[^>]*>: ", "", str(cause).strip()) or type(cause).__name__
+        raise ConnectionError(f"cannot reach the Dask scheduler at {address} within "
+                              f"{timeout:.1f} s ({detail.splitlines()[0][:120]})") from None
+    except Exception as exc:  # garbage where a Dask message was expected
+        raise ConnectionError(f"no Dask scheduler at {address}: the server there does not "
+                              f"speak Dask's protocol ({_first_line(exc)})") from None
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind != "Scheduler":
+        raise ConnectionError(f"no Dask scheduler at {address}: what answers there is "
+                              f"{'a Dask ' + kind if isinstance(kind, str) else 'not one'}")
+
+
 class Dask:
     """Runs submitted to a Dask cluster: a running scheduler, or N local worker processes.
 
@@ -90,57 +191,131 @@ class Dask:
         distributed = require_dask()
         if scheduler is not None:
             check_address(scheduler)
+        budget = connect_budget()
+        deadline = time.monotonic() + budget
+        self.workers = workers
+        self.cluster = None
         self._quiet = _quiet_dask()
         self._quiet.__enter__()
-        self.cluster = None
         try:
             if scheduler is not None:
-                self.client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+                probe_scheduler(scheduler, budget)
+                # What is left of the budget; the probe has shown a scheduler answers.
+                left = max(1.0, deadline - time.monotonic())
+                try:
+                    self.client = distributed.Client(scheduler, timeout=left)
+                except Exception as exc:
+                    raise ConnectionError(f"cannot connect to the Dask scheduler at "
+                                          f"{scheduler} ({_first_line(exc)})") from None
             else:
                 # No dashboard; the scheduler's HTTP server (always started) on a free
                 # loopback port: by default it tries 8787 and warns on stderr when taken.
-                self.cluster = distributed.LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=logging.CRITICAL,
-                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
-                self.client = distributed.Client(self.cluster)
-        except ValueError as exc:  # a malformed address: no port, unknown scheme...
+                try:
+                    self.cluster = distributed.LocalCluster(
+                        n_workers=workers, threads_per_worker=1, processes=True,
+                        dashboard_address=None, silence_logs=logging.CRITICAL,
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+                    self.client = distributed.Client(self.cluster)
+                except Exception as exc:  # a worker killed while the cluster starts...
+                    raise ConnectionError(f"cannot start {workers} local Dask workers "
+                                          f"({_first_line(exc)})") from None
+        except BaseException:
             self._quiet.__exit__(None, None, None)
-            if scheduler is None:
-                raise
-            raise UsageError(f"--scheduler {scheduler!r} is not accepted: {exc} "
-                             "(expected tcp://HOST:PORT)") from None
-        except (OSError, TimeoutError) as exc:
-            self._quiet.__exit__(None, None, None)
-            where = scheduler or "a local cluster"
-            raise ConnectionError(f"cannot reach the Dask scheduler at {where} within "
-                                  f"{CONNECT_TIMEOUT_S} s ({type(exc).__name__})") from None
+            raise
 
     def results(self, todo: list[RunSpec], campaign: Campaign, campaign_id: str
-                ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-        from distributed import as_completed
+                ) -> Iterator[tuple[RunSpec, dict[str, Any] | Lost]]:
+        """Each run's record (or Lost) as it finishes, in the order they finish.
 
-        from optbench.bench.execute import error_record, run_one
-
-        futures = {self.client.submit(run_one, spec, campaign, campaign_id, pure=False): spec
+        The cluster is watched between finishes: local workers that died and were not
+        restarted by their nanny are replaced, and with no worker at all for
+        NO_WORKER_TIMEOUT_S the runs still to do are handed back as lost.
+        """
+        futures = {self.client.submit(runone.run_one, spec, campaign, campaign_id,
+                                      pure=False): spec
                    for spec in todo}
+        pending = set(futures)
+        watch = _Watch(self)
         try:
-            for future in as_completed(futures):
-                spec = futures.pop(future)
-                # Not future.status: a run that finished on a worker that died before its
-                # result was fetched is "lost" again, and result() waits for its rerun.
-                try:
-                    record = future.result()
-                except Exception as exc:  # KilledWorker after repeated worker deaths...
-                    record = error_record(spec, campaign, campaign_id,
-                                          f"{type(exc).__name__}: {exc}")
-                yield spec, record
+            while pending:
+                for future in self._some_done(pending):
+                    outcome = self._outcome(future, futures[future], campaign, campaign_id)
+                    if outcome is not None:
+                        pending.discard(future)
+                        yield futures[future], outcome
+                reason = watch.check()
+                if reason is not None:
+                    for future in list(pending):
+                        pending.discard(future)
+                        yield futures[future], Lost(reason)
         finally:
-            self.client.cancel(list(futures))
+            with contextlib.suppress(Exception):
+                self.client.cancel(list(pending))
+
+    def _some_done(self, pending: set[Any]) -> list[Any]:
+        """The futures that are done, waiting up to POLL_S for one."""
+        from distributed import wait
+
+        with contextlib.suppress(Exception):  # nothing done in time; or the client is gone
+            wait(list(pending), timeout=POLL_S, return_when="FIRST_COMPLETED")
+        return [f for f in pending if f.done()]
+
+    def _outcome(self, future: Any, spec: RunSpec, campaign: Campaign, campaign_id: str
+                 ) -> dict[str, Any] | Lost | None:
+        """The run's record, Lost, or None: not done after all (it finished on a worker
+        that died before its result came back: Dask runs it again)."""
+        from distributed import KilledWorker
+
+        try:
+            return future.result(timeout=POLL_S)
+        except Exception as exc:
+            status = future.status
+            if status == "error" and isinstance(exc, KilledWorker):
+                return Lost("the workers running them died (KilledWorker)")
+            if status == "error":  # it raised where it ran
+                return runone.error_record(spec, campaign, campaign_id, _first_line(exc, 500))
+            if status == "cancelled":
+                reason = getattr(exc, "reason", "")
+                if reason == "scheduler-connection-lost":
+                    return Lost("the connection to the Dask scheduler was lost")
+                return Lost(f"cancelled on the Dask cluster ({reason or _first_line(exc)})")
+            return None  # pending again, or its result could not be fetched yet
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.client.close()
-            if self.cluster is not None:
-                self.cluster.close()
+            self.client.close(timeout=CLOSE_TIMEOUT_S)
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close(timeout=CLOSE_TIMEOUT_S)
         self._quiet.__exit__(None, None, None)
+
+
+class _Watch:
+    """Looks at the cluster while a campaign waits on it: replaces local workers that are
+    gone, and says why to stop when the campaign cannot go on."""
+
+    def __init__(self, dask: Dask) -> None:
+        self.dask = dask
+        self.last_worker = time.monotonic()
+
+    def check(self) -> str | None:
+        """None while the campaign can go on, else why its runs still to do are lost."""
+        client, cluster = self.dask.client, self.dask.cluster
+        if client.status not in ("running", "connecting"):
+            return "the connection to the Dask scheduler was lost"
+        try:
+            n = len(client.nthreads())
+        except Exception:  # the scheduler is going: the client cancels the runs itself
+            return None
+        now = time.monotonic()
+        if n:
+            self.last_worker = now
+        if cluster is not None and n < (self.dask.workers or 0):
+            # A nanny restarts its worker when the process dies; one whose restart failed
+            # (a kill during the restart, or a slow start on a loaded machine) gives up, and
+            # the cluster drops it. scale() starts new ones in their place.
+            with contextlib.suppress(Exception):
+                cluster.scale(self.dask.workers)
+        if now - self.last_worker > NO_WORKER_TIMEOUT_S:
+            return f"no Dask worker for {NO_WORKER_TIMEOUT_S:.0f} s"
+        return None

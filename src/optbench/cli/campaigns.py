@@ -117,6 +117,11 @@ def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
         click.echo(f"optbench: interrupted: {summary}; every record in it is whole; rerun "
                    "with --resume to finish", err=True)
         sys.exit(130)
+    if outcome.lost:  # lost to the infrastructure: not recorded, so --resume runs them
+        click.echo(f"optbench: error: {summary}; {outcome.lost} runs were not run (lost to "
+                   f"the infrastructure: {'; '.join(outcome.lost_reasons)}): rerun with "
+                   "--resume to complete them", err=True)
+        sys.exit(1)
     click.echo(f"optbench: {summary}", err=True)
     if outcome.errors:
         sys.exit(1)

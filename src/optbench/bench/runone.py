@@ -1,0 +1,64 @@
+"""Running one run of a campaign, here: in this process or in a Dask worker's.
+
+The bottom of the bench layers: the executors (bench/executors.py) call `run_one` wherever
+they run, and the campaign loop (bench/execute.py) sits above them. A Dask worker imports
+this module (by reference, through the pickled function), so it stays light.
+
+Timing discipline: the first run of each (problem instance, backend, dtype, device) is
+preceded by a short warm-up run that is thrown away, so first-call costs (imports, kernel
+selection, caches) land in no record's loop time. Each run's own set-up is in its setup_s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optbench import api
+from optbench.bench.campaign import Campaign, RunSpec
+from optbench.results.host import host_info
+
+WARMUP_STEPS = 20
+
+# Warm-up groups already run in this process (each worker process keeps its own).
+_WARMED: set[tuple[Any, ...]] = set()
+
+
+def _options(spec: RunSpec, campaign: Campaign) -> dict[str, Any]:
+    return dict(problem_params=dict(spec.problem_params),
+                optimizer_params=dict(spec.optimizer_params), seed=spec.seed,
+                dtype=spec.dtype, device=spec.device, tol=campaign.tol,
+                max_time=campaign.max_time)
+
+
+def _finish(record: dict[str, Any], campaign: Campaign, campaign_id: str,
+            host: dict[str, Any] | None) -> dict[str, Any]:
+    record.update(campaign=campaign_id, host=host, tol=campaign.tol,
+                  max_time=campaign.max_time, max_steps=campaign.steps)
+    return record
+
+
+def run_one(spec: RunSpec, campaign: Campaign, campaign_id: str) -> dict[str, Any]:
+    """Plan and execute one run, here; returns its record as a JSON-ready dict.
+
+    The first run of its warm-up group in this process is preceded by a discarded warm-up.
+    """
+    options = _options(spec, campaign)
+    if spec.warmup_group not in _WARMED:
+        warm_plan = api.plan(spec.problem, spec.backend, spec.optimizer,
+                             steps=min(campaign.steps, WARMUP_STEPS), **options)
+        api.execute(warm_plan, warm_plan.backends[0])
+        _WARMED.add(spec.warmup_group)
+    plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=campaign.steps,
+                    **options)
+    record = api.execute(plan, plan.backends[0]).to_json()
+    return _finish(record, campaign, campaign_id, host_info(spec.device))
+
+
+def error_record(spec: RunSpec, campaign: Campaign, campaign_id: str, message: str
+                 ) -> dict[str, Any]:
+    """The record of a run that raised where it ran, outside the optimization loop (which
+    records its own errors): status "error", with that message."""
+    plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=campaign.steps,
+                    **_options(spec, campaign))
+    record = api.blank_record(plan, plan.backends[0], message).to_json()
+    return _finish(record, campaign, campaign_id, None)
