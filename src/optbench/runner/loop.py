@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optbench.core import Method, Objective
-from optbench.runner.stopping import Criterion, Progress
+from optbench.runner.stopping import Criterion, Progress, self_stop
 
 # Asynchronous devices read f back to the host (a synchronization) this often at least.
 ASYNC_CHECK_EVERY = 16
@@ -39,6 +39,10 @@ class LoopResult:
     x: Any  # backend array: the last point reached
     time_s: float
     trace: list[list[float]] = field(default_factory=list)
+    by_method: bool = False
+    """The optimizer stopped itself (its done(), or a driver's own end), not a stop rule:
+    its status is settled against the requested tolerance at the final point
+    (stopping.settle)."""
 
 
 def optimize(objective: Objective, method: Method, x0: Any, *, steps: int,
@@ -61,6 +65,7 @@ def optimize(objective: Objective, method: Method, x0: Any, *, steps: int,
     state = method.init(x, xp)
     elapsed = 0.0
     status, message = "max_steps", f"reached the step limit ({steps})"
+    by_method = False
     objective.synchronize()
     started = time.perf_counter()
     for k in range(steps):
@@ -84,14 +89,15 @@ def optimize(objective: Objective, method: Method, x0: Any, *, steps: int,
                 break
         if done is not None and (reason := done(state)):
             x, k = x_next, k + 1
-            status, message = "converged", reason
+            status, message = self_stop(reason)
+            by_method = True
             break
         x = x_next
     else:
         k = steps
     objective.synchronize()
     elapsed += time.perf_counter() - started
-    return LoopResult(status, message, k, x, elapsed, trace)
+    return LoopResult(status, message, k, x, elapsed, trace, by_method)
 
 
 def drive(objective: Objective, method: Method, x0: Any, *, steps: int,
@@ -133,7 +139,8 @@ def drive(objective: Objective, method: Method, x0: Any, *, steps: int,
     clock["elapsed"] += time.perf_counter() - clock["started"]
     if verdict:
         status, message = verdict[0]
-    return LoopResult(status, message, last["k"], x, clock["elapsed"], trace)
+    return LoopResult(status, message, last["k"], x, clock["elapsed"], trace,
+                      by_method=not verdict and status in ("converged", "stalled"))
 
 
 def run_compiled(objective: Objective, method: Method, x0: Any, *, steps: int,
