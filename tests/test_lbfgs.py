@@ -185,7 +185,7 @@ def test_already_optimal_point_is_returned_unchanged(backend):
     method = lbfgs()
     x_new, state, f, g = method.step(obj, x, method.init(x, obj.xp))
     assert x_new is x
-    assert method.done(state) == "gradient below tolerance_grad"
+    assert method.done(state) == ("converged", "gradient below tolerance_grad")
     assert obj.n_evals == 1
     assert float(f) == 0.0 and np.max(np.abs(obj.to_numpy(g))) <= 1e-7
 
@@ -223,13 +223,16 @@ def test_declared_hyperparameters():
     opt = LBFGS()
     hp = resolve(opt.hyperparams, {"line_search": "none", "history_size": "7"}, opt.name)
     assert hp == {"lr": 1.0, "history_size": 7, "tolerance_grad": 1e-7,
-                  "tolerance_change": 1e-9, "line_search": "none", "max_ls": 25}
+                  "tolerance_change": 1e-9, "line_search": "none", "max_ls": 25,
+                  "on_stall": "rescale"}
     assert opt.name == "lbfgs" and dict(opt.run_defaults) == {"tolerance_change": 1e-15}
     assert opt.method(**hp).done is not None
     with pytest.raises(UsageError, match="line_search"):
         resolve(opt.hyperparams, {"line_search": "backtracking"}, opt.name)
     with pytest.raises(UsageError, match="line_search"):
         lbfgs(line_search="backtracking")
+    with pytest.raises(UsageError, match="on_stall=retry is not accepted"):
+        resolve(opt.hyperparams, {"on_stall": "retry"}, opt.name)
 
 
 @pytest.mark.parametrize("backend", ["torch", "autograd", "fd"])
