@@ -24,6 +24,7 @@ import pytest
 import optbench
 from clitools import run_main
 from distributions import installed
+from nist_fits import BOXBOD, lre, sum_of_squares
 from optbench import api
 from optbench.backends.pytorch import TorchBackend
 from optbench.errors import UsageError
@@ -143,31 +144,75 @@ def test_step_limit_and_zero_steps(optimizer):
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_non_finite_f_is_diverged_never_raised(optimizer):
-    # Unbounded below: -exp(x) overflows to -inf along the descent, log(x) is NaN past 0.
-    # scipy sees the value and stops (or, a trust region, rejects it and proposes it again:
-    # the callback notices and stops the run).
+def test_non_finite_f_is_diverged_or_stalled_never_raised(optimizer):
+    # Unbounded below: -exp(x) overflows to -inf along the descent; log(x) goes to -inf at 0
+    # and is NaN past it. scipy sees the value and stops (or, a trust region, rejects it and
+    # proposes it again: the callback notices and stops the run). f = -inf at an iterate or
+    # a trial point is divergence; a NaN trial point that scipy rejected, stopping where it
+    # was, is not: stalled, with the trial point named.
     for objective, x0 in (("-exp(x)", 2.0), ("log(x)", 0.5)):
         record = optbench.solve(problem="expr", backend="torch", optimizer=optimizer,
                                 problem_params={"objective": objective}, x0=[x0])
         if optimizer == "scipy-trust-krylov" and objective == "-exp(x)":
             # Before f overflows, trlib's subproblem breaks down on values near 1e111 and
             # proposes NaN steps: that is not a divergence of f, and is reported as such.
-            assert record.status == "max_steps", record.message
+            assert record.status == "stalled", record.message
             assert "non-finite trial point again and again" in record.message
             continue
+        if record.status == "stalled":
+            assert objective == "log(x)" and math.isfinite(record.f), record.message
+            assert "where f is nan" in record.message
+            continue
         assert record.status == "diverged", (objective, record.message)
-        assert "f became" in record.message
+        assert "f became" in record.message and "-inf" in record.message
     # NaN at the start: the runner's divergence rule, at step 0.
     record = optbench.solve(problem="expr", backend="torch", optimizer=optimizer,
                             problem_params={"objective": "log(x)"}, x0=[-1.0])
     assert record.status == "diverged" and record.steps == 0
 
 
+def _boxbod(optimizer: str, start: str, **hp):
+    return optbench.solve(problem="expr", backend="torch", optimizer=optimizer,
+                          problem_params={"objective": sum_of_squares(BOXBOD),
+                                          "variables": "b1,b2"},
+                          x0=BOXBOD[start], steps=10_000, optimizer_params=hp)
+
+
+def test_a_rejected_inf_trial_point_is_not_divergence():
+    # NIST BoxBOD from start 1: exp(-b2·x) overflows at one trial point of BFGS's line search;
+    # scipy rejects it and ends at the certified optimum ("precision loss", gtol=0 never
+    # met). It was reported "diverged" ("f became inf at a trial point").
+    record = _boxbod("scipy-bfgs", "start1", gtol=0)
+    assert lre(record.x, BOXBOD["certified"]) >= 9
+    assert record.status == "stalled", record.message
+    assert "precision loss" in record.message
+    assert "scipy rejected a trial point where f is inf" in record.message
+    # A trust region that meets such a point and ends at the optimum, unable to predict a
+    # decrease (or proposing a non-finite point again and again): stalled, not max_steps.
+    record = _boxbod("scipy-trust-krylov", "start1", gtol=0)
+    assert lre(record.x, BOXBOD["certified"]) >= 9
+    assert record.status == "stalled", record.message
+
+
+def test_scipy_stopping_itself_is_converged_or_stalled_never_max_steps():
+    # scipy's success (its gtol met) is converged; "precision loss" (the line search finds
+    # no more decrease: here gtol 1e-5 is below the gradient's rounding) is stalled. Both
+    # were reported "max_steps" when not "diverged", far below the step limit.
+    success = _boxbod("scipy-bfgs", "start1")
+    assert success.status == "converged", success.message
+    assert "Optimization terminated successfully" in success.message
+    loss = _boxbod("scipy-bfgs", "start2")
+    assert loss.status == "stalled" and "precision loss" in loss.message
+    assert loss.steps < 100 and lre(loss.x, BOXBOD["certified"]) >= 7
+    short = optbench.solve(problem="rosenbrock", backend="torch", optimizer="scipy-bfgs",
+                           steps=5)
+    assert short.status == "max_steps" and short.steps == 5
+
+
 def test_float32_backend_runs():
     record = optbench.solve(problem="regression", backend="torch", optimizer="scipy-bfgs",
                             dtype="float32")
-    assert record.status in ("converged", "max_steps") and math.isfinite(record.f)
+    assert record.status in ("converged", "stalled") and math.isfinite(record.f)
     assert record.relative_error < 1e-2
 
 
