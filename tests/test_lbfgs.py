@@ -245,3 +245,38 @@ def test_run_lbfgs_defaults_solve_the_tutorial_regression(backend):
     assert record.steps <= 50
     assert record.relative_error <= 1e-8
     np.testing.assert_allclose(record.x, [1.0, 2.0, 3.0], rtol=1e-8)  # noise-free truth
+
+
+def test_a_nan_trial_point_is_too_far_never_a_step():
+    """f = x² - 20x + sqrt(10.5 - x) is NaN past its minimum at the edge x = 10.5. torch's
+    line search extrapolates from a NaN trial (NaN compares false to everything) and its
+    iterates become NaN; here a NaN trial fails the Armijo test, so the search shrinks back,
+    and the run ends at the edge. Until the first NaN trial the iterates are torch's."""
+    from optbench.expr import compile_expression
+
+    text = "x^2 - 20*x + sqrt(10.5-x)"
+    expression = compile_expression(text, ["x"])
+    p = torch.tensor([0.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([p], lr=1, max_iter=1, max_eval=26, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = expression([p[0]], torch)
+        loss.backward()
+        return loss
+
+    theirs = []
+    for _ in range(4):
+        opt.step(closure)
+        theirs.append(p.detach().numpy().copy())
+    assert np.isnan(theirs[-1]).all()
+
+    class Edge:
+        def objective(self, x, data, xp):
+            return expression([x[0]], xp)
+
+    obj = prepare("torch", Edge())
+    ours, state, steps = run(lbfgs(), obj, obj.from_numpy(np.array([0.0])), 50)
+    np.testing.assert_allclose(ours[:2], theirs[:2], rtol=1e-12)
+    assert np.all(np.isfinite(ours)) and ours[-1][0] == pytest.approx(10.5, abs=1e-6)
+    assert lbfgs().done(state)[0] == "stalled" and steps < 50

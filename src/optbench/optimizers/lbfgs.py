@@ -102,6 +102,11 @@ def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None) -> float:
     return (lo + hi) / 2.0
 
 
+def _le(a: float, b: float) -> bool:
+    """torch's a <= b, with NaN above every number: a NaN trial is never the low end."""
+    return a <= b or math.isnan(b)
+
+
 def _strong_wolfe(evaluate, t, d_norm, start, c1=1e-4, c2=0.9, tolerance_change=1e-9,
                   max_ls=25) -> _Trial:
     """torch's _strong_wolfe from the trial `start` at t=0; returns the accepted trial."""
@@ -111,7 +116,10 @@ def _strong_wolfe(evaluate, t, d_norm, start, c1=1e-4, c2=0.9, tolerance_change=
     ls_iter = 0
     # Bracket an interval that holds a point satisfying the strong Wolfe conditions.
     while ls_iter < max_ls:
-        if new.f > (f + c1 * new.t * gtd) or (ls_iter > 1 and new.f >= prev.f):
+        # `not a <= b` is torch's `a > b` for numbers, and also true where f is NaN: a NaN
+        # trial point is too far, never a decrease (torch would extrapolate from it and may
+        # return it).
+        if not new.f <= (f + c1 * new.t * gtd) or (ls_iter > 1 and not new.f < prev.f):
             bracket = [prev, new]
             break
         if abs(new.gtd) <= -c2 * gtd:
@@ -133,7 +141,7 @@ def _strong_wolfe(evaluate, t, d_norm, start, c1=1e-4, c2=0.9, tolerance_change=
     # Zoom: shrink the bracket until a point satisfies the conditions.
     insuf_progress = False
     # A one-point bracket (Wolfe met at once, or f not comparable) has no high end.
-    low, high = (0, 1) if len(bracket) == 1 or bracket[0].f <= bracket[-1].f else (1, 0)
+    low, high = (0, 1) if len(bracket) == 1 or _le(bracket[0].f, bracket[-1].f) else (1, 0)
     while not done and ls_iter < max_ls:
         a, b = bracket
         if abs(b.t - a.t) * d_norm < tolerance_change:
@@ -153,9 +161,9 @@ def _strong_wolfe(evaluate, t, d_norm, start, c1=1e-4, c2=0.9, tolerance_change=
             insuf_progress = False
         new = evaluate(t)
         ls_iter += 1
-        if new.f > (f + c1 * t * gtd) or new.f >= bracket[low].f:
+        if not new.f <= (f + c1 * t * gtd) or not new.f < bracket[low].f:
             bracket[high] = new  # Armijo fails or no lower than the low end
-            low, high = (0, 1) if bracket[0].f <= bracket[1].f else (1, 0)
+            low, high = (0, 1) if _le(bracket[0].f, bracket[1].f) else (1, 0)
         else:
             if abs(new.gtd) <= -c2 * gtd:
                 done = True
