@@ -78,7 +78,7 @@ def nist_problem(folder: Path) -> Any:
 
         def make(self, params: Mapping[str, Any], seed: int) -> Any:
             meta = json.loads((folder / f"{params['dataset']}.json").read_text())
-            columns = meta.get("columns", ["x"])
+            columns = [c for c in meta.get("columns", ["x", "y"]) if c != "y"]  # predictors
             table = np.loadtxt(folder / f"{params['dataset']}.csv", delimiter=",",
                                skiprows=1, ndmin=2)
             header = (folder / f"{params['dataset']}.csv").read_text().splitlines()[0]

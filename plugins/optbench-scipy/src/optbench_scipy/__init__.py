@@ -32,7 +32,8 @@ Status, scipy's message always in the record's:
     max_steps   the iteration limit (maxiter = --steps)
     stalled     scipy stopped itself short of success: a line search that finds no more
                 decrease (scipy's "precision loss"), a trust region that cannot predict one,
-                a trial point scipy keeps proposing and rejecting
+                a trial point scipy keeps proposing and rejecting; and L-BFGS-B's "success"
+                with ftol=0, which says only that f did not decrease at all
     diverged    f is not finite at an iterate (optbench's rule, through the callback) or at
                 the final point, or scipy met f = -inf at a trial point (f unbounded below)
 A trial point where f is +inf or NaN that scipy rejected (an exp that overflows far from the
@@ -247,11 +248,19 @@ class ScipyMethod:
             if bad.f_host == -math.inf:  # f unbounded below: that is divergence
                 return final.x, "diverged", f"f became -inf at a trial point; {where}"
             where += f" (scipy rejected a trial point where f is {bad.f_host})"
-        if res.success:
+        if res.success and not self.stagnated(res):
             return final.x, "converged", where
         if k >= steps:
             return final.x, "max_steps", f"reached the step limit ({steps}); {where}"
         return final.x, "stalled", where
+
+
+    def stagnated(self, res: Any) -> bool:
+        """L-BFGS-B's success "relative reduction of f <= ftol" with ftol=0: f did not
+        decrease at all (scipy calls it success even at 0 digits): a stall, not a tolerance
+        met."""
+        return (self.options.get("ftol") == 0
+                and "RELATIVE REDUCTION OF F" in str(res.message).upper())
 
 
 def stuck(trial: Point, scipy_name: str, k: int) -> tuple[str, str]:
