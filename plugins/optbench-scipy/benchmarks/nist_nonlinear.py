@@ -23,14 +23,16 @@ from typing import Any
 
 import numpy as np
 
-OPTIMIZERS = ("lbfgs", "lbfgs-torch", "scipy-bfgs", "scipy-bfgs-diagonal")
+OPTIMIZERS = ("lbfgs", "lbfgs-torch", "lbfgs-x", "scipy-bfgs", "scipy-bfgs-diagonal")
 # name: (optimizer, hyperparameters); every tolerance zero: the method runs until it stops
 # itself. lbfgs-torch stops where torch.optim.LBFGS would stay for good (the line search finds
-# no decrease): the built-in lbfgs before it learned to restart in scaled variables.
+# no decrease): the built-in lbfgs before it learned to restart in scaled variables; lbfgs-x
+# works in variables scaled by |x0| from the first step.
 TIGHT: dict[str, tuple[str, dict[str, Any]]] = {
     "lbfgs": ("lbfgs", {"tolerance_grad": 0, "tolerance_change": 0}),
     "lbfgs-torch": ("lbfgs", {"tolerance_grad": 0, "tolerance_change": 0,
                               "on_stall": "stop"}),
+    "lbfgs-x": ("lbfgs", {"tolerance_grad": 0, "tolerance_change": 0, "scale": "x"}),
     "scipy-lbfgsb": ("scipy-lbfgsb", {"ftol": 0, "gtol": 0, "maxfun": 10**6}),
     "scipy-bfgs": ("scipy-bfgs", {"gtol": 0}),
     "scipy-bfgs-diagonal": ("scipy-bfgs", {"gtol": 0, "scale": "diagonal"}),
