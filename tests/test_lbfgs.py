@@ -248,11 +248,12 @@ def test_run_lbfgs_defaults_solve_the_tutorial_regression(backend):
     np.testing.assert_allclose(record.x, [1.0, 2.0, 3.0], rtol=1e-8)  # noise-free truth
 
 
-def test_a_nan_trial_point_is_too_far_never_a_step():
+def test_a_nan_trial_point_is_too_far_in_scaled_variables_and_torchs_own_otherwise():
     """f = x² - 20x + sqrt(10.5 - x) is NaN past its minimum at the edge x = 10.5. torch's
     line search extrapolates from a NaN trial (NaN compares false to everything) and its
-    iterates become NaN; here a NaN trial fails the Armijo test, so the search shrinks back,
-    and the run ends at the edge. Until the first NaN trial the iterates are torch's."""
+    iterates become NaN: lbfgs's own iterations do the same (the run diverged). In scaled
+    variables (scale=x, or after a restart) a NaN trial fails the Armijo test, the search
+    shrinks back, and the run ends at the edge."""
     from optbench.expr import compile_expression
 
     text = "x^2 - 20*x + sqrt(10.5-x)"
@@ -277,10 +278,13 @@ def test_a_nan_trial_point_is_too_far_never_a_step():
             return expression([x[0]], xp)
 
     obj = prepare("torch", Edge())
-    ours, state, steps = run(lbfgs(), obj, obj.from_numpy(np.array([0.0])), 50)
-    np.testing.assert_allclose(ours[:2], theirs[:2], rtol=1e-12)
+    ours, _, _ = run(lbfgs(), obj, obj.from_numpy(np.array([0.0])), 4)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)  # NaN where torch's are NaN
+
+    method = lbfgs(scale="x")
+    ours, state, steps = run(method, obj, obj.from_numpy(np.array([0.0])), 50)
     assert np.all(np.isfinite(ours)) and ours[-1][0] == pytest.approx(10.5, abs=1e-6)
-    assert lbfgs().done(state)[0] == "stalled" and steps < 50
+    assert method.done(state)[0] == "stalled" and steps < 50
 
 
 class TinyRosenbrock:

@@ -29,8 +29,9 @@ decrease right after a restart is final: `stalled`. `on_stall="stop"` keeps torc
 behaviour and stops (stalled) where torch would stay for good. `scale="x"` works in the
 scaled variables from the first step (D = |x0|): not torch's iterates, and on NIST's
 nonlinear fits the most robust (plugins/optbench-scipy/benchmarks/nist_nonlinear.py).
-One more departure, where torch would go wrong: a NaN trial point fails the Armijo test
-(torch compares NaN false to everything, extrapolates from it and may return it).
+In the scaled variables, a NaN trial point also fails the Armijo test (torch compares NaN
+false to everything, extrapolates from it and may return it: its iterate is NaN, and the run
+diverged); torch's own iterations keep torch's comparisons.
 
 What ends a run (done() returns (status, message)):
     converged   max|g| <= tolerance_grad: a stationarity test, the one real convergence test
@@ -118,24 +119,52 @@ def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None) -> float:
     return (lo + hi) / 2.0
 
 
-def _le(a: float, b: float) -> bool:
-    """torch's a <= b, with NaN above every number: a NaN trial is never the low end."""
-    return a <= b or math.isnan(b)
+class _TorchOrder:
+    """torch's comparisons of f: NaN compares false to everything, so a NaN trial point
+    looks like a decrease (the search extrapolates from it and may return it)."""
+
+    @staticmethod
+    def above(a: float, b: float) -> bool:  # a > b
+        return a > b
+
+    @staticmethod
+    def not_below(a: float, b: float) -> bool:  # a >= b
+        return a >= b
+
+    @staticmethod
+    def at_most(a: float, b: float) -> bool:  # a <= b
+        return a <= b
+
+
+class _NaNHighest(_TorchOrder):
+    """The same for numbers, with NaN above every number: a NaN trial point is too far,
+    never a decrease nor the low end of a bracket."""
+
+    @staticmethod
+    def above(a: float, b: float) -> bool:
+        return not a <= b
+
+    @staticmethod
+    def not_below(a: float, b: float) -> bool:
+        return not a < b
+
+    @staticmethod
+    def at_most(a: float, b: float) -> bool:
+        return a <= b or math.isnan(b)
 
 
 def _strong_wolfe(evaluate, t, d_norm, start, c1=1e-4, c2=0.9, tolerance_change=1e-9,
-                  max_ls=25) -> _Trial:
-    """torch's _strong_wolfe from the trial `start` at t=0; returns the accepted trial."""
+                  max_ls=25, order=_TorchOrder) -> _Trial:
+    """torch's _strong_wolfe from the trial `start` at t=0; returns the accepted trial.
+    `order` compares f values (_NaNHighest: NaN trial points are too far)."""
     f, gtd = start.f, start.gtd
     prev, new = start, evaluate(t)
     done = False
     ls_iter = 0
     # Bracket an interval that holds a point satisfying the strong Wolfe conditions.
     while ls_iter < max_ls:
-        # `not a <= b` is torch's `a > b` for numbers, and also true where f is NaN: a NaN
-        # trial point is too far, never a decrease (torch would extrapolate from it and may
-        # return it).
-        if not new.f <= (f + c1 * new.t * gtd) or (ls_iter > 1 and not new.f < prev.f):
+        if (order.above(new.f, f + c1 * new.t * gtd)
+                or (ls_iter > 1 and order.not_below(new.f, prev.f))):
             bracket = [prev, new]
             break
         if abs(new.gtd) <= -c2 * gtd:
@@ -157,7 +186,8 @@ def _strong_wolfe(evaluate, t, d_norm, start, c1=1e-4, c2=0.9, tolerance_change=
     # Zoom: shrink the bracket until a point satisfies the conditions.
     insuf_progress = False
     # A one-point bracket (Wolfe met at once, or f not comparable) has no high end.
-    low, high = (0, 1) if len(bracket) == 1 or _le(bracket[0].f, bracket[-1].f) else (1, 0)
+    low, high = ((0, 1) if len(bracket) == 1 or order.at_most(bracket[0].f, bracket[-1].f)
+                 else (1, 0))
     while not done and ls_iter < max_ls:
         a, b = bracket
         if abs(b.t - a.t) * d_norm < tolerance_change:
@@ -177,9 +207,9 @@ def _strong_wolfe(evaluate, t, d_norm, start, c1=1e-4, c2=0.9, tolerance_change=
             insuf_progress = False
         new = evaluate(t)
         ls_iter += 1
-        if not new.f <= (f + c1 * t * gtd) or not new.f < bracket[low].f:
+        if order.above(new.f, f + c1 * t * gtd) or order.not_below(new.f, bracket[low].f):
             bracket[high] = new  # Armijo fails or no lower than the low end
-            low, high = (0, 1) if _le(bracket[0].f, bracket[1].f) else (1, 0)
+            low, high = (0, 1) if order.at_most(bracket[0].f, bracket[1].f) else (1, 0)
         else:
             if abs(new.gtd) <= -c2 * gtd:
                 done = True
@@ -317,7 +347,8 @@ def lbfgs(lr=1.0, history_size=100, tolerance_grad=1e-7, tolerance_change=1e-9,
             best = _strong_wolfe(evaluate, t, _max_abs(xp, d), start, max_ls=max_ls)
         else:  # the bracket's width measured in z = x/D, against the user's tolerance
             best = _strong_wolfe(evaluate, t, _max_abs(xp, d / xp.sqrt(d2)), start,
-                                 tolerance_change=tolerance_change, max_ls=max_ls)
+                                 tolerance_change=tolerance_change, max_ls=max_ls,
+                                 order=_NaNHighest)
         x_new = x + best.t * d
         if _stalled(xp, x, x_new, best, f):
             along = "steepest-descent" if n_iter == 1 else "L-BFGS"
