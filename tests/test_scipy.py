@@ -144,27 +144,21 @@ def test_step_limit_and_zero_steps(optimizer):
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_non_finite_f_is_diverged_or_stalled_never_raised(optimizer):
-    # Unbounded below: -exp(x) overflows to -inf along the descent; log(x) goes to -inf at 0
-    # and is NaN past it. scipy sees the value and stops (or, a trust region, rejects it and
-    # proposes it again: the callback notices and stops the run). f = -inf at an iterate or
-    # a trial point is divergence; a NaN trial point that scipy rejected, stopping where it
-    # was, is not: stalled, with the trial point named.
+def test_non_finite_f_is_diverged_never_raised(optimizer):
+    # Unbounded below: -exp(x) overflows to -inf along the descent, log(x) is NaN past 0.
+    # scipy sees the value and stops (or, a trust region, rejects it and proposes it again:
+    # the callback notices and stops the run).
     for objective, x0 in (("-exp(x)", 2.0), ("log(x)", 0.5)):
         record = optbench.solve(problem="expr", backend="torch", optimizer=optimizer,
                                 problem_params={"objective": objective}, x0=[x0])
         if optimizer == "scipy-trust-krylov" and objective == "-exp(x)":
             # Before f overflows, trlib's subproblem breaks down on values near 1e111 and
-            # proposes NaN steps: that is not a divergence of f, and is reported as such.
+            # proposes NaN steps: that is not a divergence of f, and is reported as a stall.
             assert record.status == "stalled", record.message
             assert "non-finite trial point again and again" in record.message
             continue
-        if record.status == "stalled":
-            assert objective == "log(x)" and math.isfinite(record.f), record.message
-            assert "where f is nan" in record.message
-            continue
         assert record.status == "diverged", (objective, record.message)
-        assert "f became" in record.message and "-inf" in record.message
+        assert "f became" in record.message
     # NaN at the start: the runner's divergence rule, at step 0.
     record = optbench.solve(problem="expr", backend="torch", optimizer=optimizer,
                             problem_params={"objective": "log(x)"}, x0=[-1.0])

@@ -35,12 +35,13 @@ Status, scipy's message always in the record's:
                 a trial point scipy keeps proposing and rejecting; and L-BFGS-B's "success"
                 with ftol=0, which says only that f did not decrease at all
     diverged    f is not finite at an iterate (optbench's rule, through the callback) or at
-                the final point, or scipy met f = -inf at a trial point (f unbounded below)
-A trial point where f is +inf or NaN that scipy rejected (an exp that overflows far from the
-optimum) is not divergence: the run goes on, and its end says what it reached; the message
-names the trial point. A trust region rejects a non-finite trial point without shrinking and
-would propose it again until maxiter: the callback notices and ends the run (stalled; or
-diverged where that f is -inf).
+                the final point, or scipy met f = -inf (unbounded below) or NaN (out of f's
+                domain) at a trial point
+A trial point where f is +inf that scipy rejected (an exp that overflows far from the
+optimum: NIST BoxBOD) is not divergence: the run goes on, and its end says what it reached;
+the message names the trial point. A trust region rejects a non-finite trial point without
+shrinking and would propose it again until maxiter: the callback notices and ends the run
+(stalled where f is +inf there or scipy's own step is NaN; else diverged).
 
 Hessian-vector products (Newton-CG, trust-krylov). A backend may give them natively: an
 optional Objective method
@@ -245,9 +246,9 @@ class ScipyMethod:
             return final.x, "diverged", f"f became {final.f_host}; {where}"
         bad = evals.bad
         if bad is not None:
-            if bad.f_host == -math.inf:  # f unbounded below: that is divergence
-                return final.x, "diverged", f"f became -inf at a trial point; {where}"
-            where += f" (scipy rejected a trial point where f is {bad.f_host})"
+            if bad.f_host != math.inf:  # -inf: unbounded below; NaN: out of f's domain
+                return final.x, "diverged", f"f became {bad.f_host} at a trial point; {where}"
+            where += " (scipy rejected a trial point where f is inf)"
         if res.success and not self.stagnated(res):
             return final.x, "converged", where
         if k >= steps:
@@ -265,14 +266,14 @@ class ScipyMethod:
 
 def stuck(trial: Point, scipy_name: str, k: int) -> tuple[str, str]:
     """The verdict when scipy keeps proposing the same rejected non-finite trial point: it
-    would do so until maxiter, so it has stopped making progress (f = -inf there: f is
-    unbounded below, divergence)."""
-    if trial.x_finite and trial.f_host == -math.inf:
-        return ("diverged", f"f became -inf at a trial point and scipy {scipy_name} cannot "
-                f"leave it (iteration {k})")
+    would do so until maxiter. f = +inf there (an overflow) is a stall; -inf (unbounded
+    below) or NaN (out of f's domain) is divergence."""
+    if trial.x_finite and trial.f_host != math.inf:
+        return ("diverged", f"f became {trial.f_host} at a trial point and scipy "
+                f"{scipy_name} cannot leave it (iteration {k})")
     if trial.x_finite:
         return ("stalled", f"scipy {scipy_name} proposes again and again a trial point where "
-                f"f is {trial.f_host} (iteration {k}): stopped at the last iterate")
+                f"f is inf (iteration {k}): stopped at the last iterate")
     return ("stalled", f"scipy {scipy_name} proposes a non-finite trial point again and "
             f"again (its subproblem broke down; iteration {k}): stopped at the last iterate")
 
