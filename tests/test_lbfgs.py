@@ -111,14 +111,15 @@ def test_defaults_stop_where_torch_lbfgs_stalls(seed):
     np.testing.assert_allclose(iterates[-1], p.detach().numpy(), rtol=1e-10)
 
 
-def torch_lbfgs_iterates(problem, data, x0, steps, history_size, line_search_fn, max_ls=25):
+def torch_lbfgs_iterates(problem, data, x0, steps, history_size, line_search_fn, max_ls=25,
+                         **options):
     """torch.optim.LBFGS doing one inner iteration per .step(closure)."""
     tdata = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in data.items()}
     p = torch.tensor(x0, dtype=torch.float64, requires_grad=True)
     # max_eval = 1 + max_ls: torch gives the line search what is left of max_eval after the
     # evaluation at the start (its default max_eval for max_iter=1 would leave none).
     opt = torch.optim.LBFGS([p], lr=1, max_iter=1, max_eval=1 + max_ls,
-                            history_size=history_size, line_search_fn=line_search_fn)
+                            history_size=history_size, line_search_fn=line_search_fn, **options)
 
     def closure():
         opt.zero_grad()
@@ -185,7 +186,7 @@ def test_already_optimal_point_is_returned_unchanged(backend):
     method = lbfgs()
     x_new, state, f, g = method.step(obj, x, method.init(x, obj.xp))
     assert x_new is x
-    assert method.done(state) == "gradient below tolerance_grad"
+    assert method.done(state) == ("converged", "gradient below tolerance_grad")
     assert obj.n_evals == 1
     assert float(f) == 0.0 and np.max(np.abs(obj.to_numpy(g))) <= 1e-7
 
@@ -223,13 +224,16 @@ def test_declared_hyperparameters():
     opt = LBFGS()
     hp = resolve(opt.hyperparams, {"line_search": "none", "history_size": "7"}, opt.name)
     assert hp == {"lr": 1.0, "history_size": 7, "tolerance_grad": 1e-7,
-                  "tolerance_change": 1e-9, "line_search": "none", "max_ls": 25}
+                  "tolerance_change": 1e-9, "line_search": "none", "max_ls": 25,
+                  "on_stall": "rescale", "scale": "none"}
     assert opt.name == "lbfgs" and dict(opt.run_defaults) == {"tolerance_change": 1e-15}
     assert opt.method(**hp).done is not None
     with pytest.raises(UsageError, match="line_search"):
         resolve(opt.hyperparams, {"line_search": "backtracking"}, opt.name)
     with pytest.raises(UsageError, match="line_search"):
         lbfgs(line_search="backtracking")
+    with pytest.raises(UsageError, match="on_stall=retry is not accepted"):
+        resolve(opt.hyperparams, {"on_stall": "retry"}, opt.name)
 
 
 @pytest.mark.parametrize("backend", ["torch", "autograd", "fd"])
@@ -242,3 +246,72 @@ def test_run_lbfgs_defaults_solve_the_tutorial_regression(backend):
     assert record.steps <= 50
     assert record.relative_error <= 1e-8
     np.testing.assert_allclose(record.x, [1.0, 2.0, 3.0], rtol=1e-8)  # noise-free truth
+
+
+def test_a_nan_trial_point_is_too_far_in_scaled_variables_and_torchs_own_otherwise():
+    """f = x² - 20x + sqrt(10.5 - x) is NaN past its minimum at the edge x = 10.5. torch's
+    line search extrapolates from a NaN trial (NaN compares false to everything) and its
+    iterates become NaN: lbfgs's own iterations do the same (the run diverged). In scaled
+    variables (scale=x, or after a restart) a NaN trial fails the Armijo test, the search
+    shrinks back, and the run ends at the edge."""
+    from optbench.expr import compile_expression
+
+    text = "x^2 - 20*x + sqrt(10.5-x)"
+    expression = compile_expression(text, ["x"])
+    p = torch.tensor([0.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([p], lr=1, max_iter=1, max_eval=26, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = expression([p[0]], torch)
+        loss.backward()
+        return loss
+
+    theirs = []
+    for _ in range(4):
+        opt.step(closure)
+        theirs.append(p.detach().numpy().copy())
+    assert np.isnan(theirs[-1]).all()
+
+    class Edge:
+        def objective(self, x, data, xp):
+            return expression([x[0]], xp)
+
+    obj = prepare("torch", Edge())
+    ours, _, _ = run(lbfgs(), obj, obj.from_numpy(np.array([0.0])), 4)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)  # NaN where torch's are NaN
+
+    method = lbfgs(scale="x")
+    ours, state, steps = run(method, obj, obj.from_numpy(np.array([0.0])), 50)
+    assert np.all(np.isfinite(ours)) and ours[-1][0] == pytest.approx(10.5, abs=1e-6)
+    assert method.done(state)[0] == "stalled" and steps < 50
+
+
+class TinyRosenbrock:
+    """Rosenbrock times 1e-12: the same minimizer, every curvature pair y·s below 1e-10."""
+
+    def objective(self, x, data, xp):
+        return 1e-12 * Rosenbrock().objective(x, data, xp)
+
+
+def test_a_pair_that_torch_drops_for_its_size_restarts_in_scaled_variables():
+    """torch keeps a pair (s, y) only where y·s > 1e-10, an absolute number: on an objective
+    whose f is small in its units it keeps none, and creeps along steepest descent. Where it
+    drops a pair of positive curvature, lbfgs restarts in scaled variables and keeps pairs by
+    a relative test; with on_stall=stop it creeps as torch does. (Their iterates part after
+    a few steps: in this flat a region the cubic's discriminant takes its sign from the last
+    bits of f, which torch's own evaluation and the backend's round differently.)"""
+    x0 = np.array([-1.2, 1.0])
+    tight = {"tolerance_grad": 0, "tolerance_change": 0}
+    theirs, _ = torch_lbfgs_iterates(TinyRosenbrock(), {}, x0, 300, 100, "strong_wolfe",
+                                     **tight)
+    assert np.max(np.abs(theirs[-1] - 1)) > 1e-3  # torch.optim.LBFGS: still creeping
+
+    obj = prepare("torch", TinyRosenbrock())
+    ours, _, steps = run(lbfgs(**tight, on_stall="stop"), obj, obj.from_numpy(x0), 300)
+    assert steps == 300 and np.max(np.abs(ours[-1] - 1)) > 1e-3
+
+    method = lbfgs(**tight)
+    ours, state, steps = run(method, obj, obj.from_numpy(x0), 300)
+    assert steps < 100 and method.done(state)[0] in ("converged", "stalled")
+    np.testing.assert_allclose(ours[-1], [1.0, 1.0], rtol=1e-10)

@@ -273,5 +273,5 @@ def test_a_multi_start_record_says_how_many_starts_solved_the_equations(capsys):
     (r,) = solve_json(capsys, *TUTORIAL, "--starts", "50", "--steps", "3")
     assert r["message"].endswith("0 of 50 starts solved the equations (every residual <= 1e-06)")
     (r,) = solve_json(capsys, *TUTORIAL, "--starts", "50", "--optimizer", "lbfgs")
-    assert r["status"] == "converged"
+    assert r["status"] == "stalled"  # lbfgs stops itself (tolerance_grad) short of --tol 1e-20
     assert r["message"].endswith("; 50 of 50 starts solved the equations (every residual <= 1e-06)")

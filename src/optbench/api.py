@@ -224,8 +224,13 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
         record.message = f"{type(exc).__name__}: {exc}"
         record.setup_s = record.setup_s or time.perf_counter() - t0
         return record
-    record.status = result.status
-    record.message = "; ".join(m for m in (result.message, note) if m)
+    record.status, record.message = result.status, result.message
+    if result.by_method:  # converged or stalled: judged at the final point against --tol
+        final = stopping.Progress(result.steps, f, g, result.time_s,
+                                  lambda v: float(np.linalg.norm(v)))
+        record.status, record.message = stopping.settle(result.status, result.message,
+                                                        criteria, final)
+    record.message = "; ".join(m for m in (record.message, note) if m)
     if result.status not in ("diverged",) and not (math.isfinite(f) and np.all(np.isfinite(x))):
         record.status = "diverged"
         record.message = f"non-finite f or x after step {result.steps}"

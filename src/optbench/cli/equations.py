@@ -26,6 +26,7 @@ from optbench.cli.streams import emit
               help="step limit (runs stop earlier once --tol is met)")
 @click.option("--tol", type=float, default=1e-20, show_default=True,
               help="stop when f - f* <= TOL (linear systems), else when |gradient| <= TOL")
+@click.option("--max-time", type=float, default=None, help="stop after this many seconds")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True)
@@ -34,8 +35,8 @@ from optbench.cli.streams import emit
 @click.option("--starts", type=int, default=1, show_default=True,
               help="random starts, run as one batch; reports the distinct solutions")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def solve(equations, file, variables, backend, device, optimizer, lr, steps, tol, seed, dtype,
-          optimizer_params, x0, starts, fmt):
+def solve(equations, file, variables, backend, device, optimizer, lr, steps, tol, max_time,
+          seed, dtype, optimizer_params, x0, starts, fmt):
     """Solve equations by minimizing the sum of squared residuals.
 
     \b
@@ -52,7 +53,8 @@ def solve(equations, file, variables, backend, device, optimizer, lr, steps, tol
         list(equations), file=file,
         variables=[v.strip() for v in variables.split(",")] if variables else None,
         backend=backend, optimizer=optimizer, starts=starts, steps=steps,
-        x0=parse_numbers("--x0", x0), lr=lr, tol=tol, seed=seed, dtype=dtype, device=device,
+        x0=parse_numbers("--x0", x0), lr=lr, tol=tol, max_time=max_time, seed=seed,
+        dtype=dtype, device=device,
         optimizer_params=parse_assignments(optimizer_params, "-O"))
     if fmt == "json":
         emit(json.dumps([r.to_json() for r in records], indent=1, allow_nan=False))

@@ -8,8 +8,9 @@
 returns the next point. It never mutates x or the state it received; it builds new ones.
 Written against the namespace `xp`, one optimizer runs on every backend.
 
-`done(state)` is optional: an optimizer with its own convergence test (L-BFGS's
-tolerance_grad, tolerance_change) says there that the point it just returned is final.
+`done(state)` is optional: an optimizer with its own stopping tests (L-BFGS's
+tolerance_grad, tolerance_change) says there that the point it just returned is final, and
+whether that is convergence or a stall.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ class Method(NamedTuple):
 
     init: Callable[[Any, Any], Any]
     step: Callable[[Any, Any, Any], tuple[Any, Any, Any, Any]]
-    done: Callable[[Any], str | None] | None = None
-    """Returns None while running, else the reason the returned point is final."""
+    done: Callable[[Any], str | tuple[str, str] | None] | None = None
+    """Returns None while running, else why the returned point is final: a message (the
+    run is "converged"), or a pair ("converged" | "stalled", message) — stalled where the
+    optimizer stopped itself short of its stationarity test (a line search that finds no
+    decrease). The runner then holds either to --tol (optbench.runner.stopping.settle)."""
     run: Callable[..., tuple[Any, str, str]] | None = None
     """A whole-run driver, for methods that cannot pause between steps (scipy.optimize):
     run(objective, x0, steps, on_iteration) -> (x, status, message). It calls

@@ -6,7 +6,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STATUSES = ("converged", "max_steps", "diverged", "timeout", "error")
+STATUSES = ("converged", "max_steps", "diverged", "timeout", "stalled", "error")
+"""converged: the requested tolerance (--tol) was met, or, with none requested, the
+optimizer's own stationarity test; stalled: the optimizer stopped itself before that (a line
+search that finds no decrease, a step too small to change x, scipy's own stop short of
+--tol); see optbench.runner.stopping.settle."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optbench.core import Method, Objective
-from optbench.runner.stopping import Criterion, Progress, TimeLimit
+from optbench.runner.stopping import Criterion, Progress, TimeLimit, self_stop
 
 # Asynchronous devices read f back to the host (a synchronization) this often at least.
 ASYNC_CHECK_EVERY = 16
@@ -40,6 +40,10 @@ class LoopResult:
     x: Any  # backend array: the last point reached
     time_s: float
     trace: list[list[float]] = field(default_factory=list)
+    by_method: bool = False
+    """The optimizer stopped itself (its done(), or a driver's own end), not a stop rule:
+    its status is settled against the requested tolerance at the final point
+    (stopping.settle)."""
 
 
 def optimize(objective: Objective, method: Method, x0: Any, *, steps: int,
@@ -62,6 +66,7 @@ def optimize(objective: Objective, method: Method, x0: Any, *, steps: int,
     state = method.init(x, xp)
     elapsed = 0.0
     status, message = "max_steps", f"reached the step limit ({steps})"
+    by_method = False
     objective.synchronize()
     started = time.perf_counter()
     for k in range(steps):
@@ -85,14 +90,15 @@ def optimize(objective: Objective, method: Method, x0: Any, *, steps: int,
                 break
         if done is not None and (reason := done(state)):
             x, k = x_next, k + 1
-            status, message = "converged", reason
+            status, message = self_stop(reason)
+            by_method = True
             break
         x = x_next
     else:
         k = steps
     objective.synchronize()
     elapsed += time.perf_counter() - started
-    return LoopResult(status, message, k, x, elapsed, trace)
+    return LoopResult(status, message, k, x, elapsed, trace, by_method)
 
 
 def drive(objective: Objective, method: Method, x0: Any, *, steps: int,
@@ -134,7 +140,8 @@ def drive(objective: Objective, method: Method, x0: Any, *, steps: int,
     clock["elapsed"] += time.perf_counter() - clock["started"]
     if verdict:
         status, message = verdict[0]
-    return LoopResult(status, message, last["k"], x, clock["elapsed"], trace)
+    return LoopResult(status, message, last["k"], x, clock["elapsed"], trace,
+                      by_method=not verdict and status in ("converged", "stalled"))
 
 
 CHUNK_MAX = 1 << 16

@@ -25,13 +25,23 @@ verdict from `on_iteration` raises `StopIteration` in the callback, which scipy 
 turns into a clean stop (status 99, "`callback` raised `StopIteration`."). The start x0 is
 evaluated first and reported as iteration 0 (scipy's first evaluation then hits the cache).
 
-Status: "converged" when scipy reports success; "max_steps" at the iteration limit;
-"diverged" when f is not finite at an iterate (optbench's rule, through the callback), at the
-final point, or at a trial point before scipy gave up (scipy sees the NaN/inf and stops;
-nothing raises); otherwise "max_steps", with scipy's message (a line search that can make no
-more progress: scipy's "precision loss"). A trust region rejects a NaN trial point without
+Status, scipy's message always in the record's:
+    converged   scipy reports success (its own test: gtol, xtol, ftol...); the runner then
+                holds it to --tol where one was asked (optbench.runner.stopping.settle):
+                met at the final point, converged, else stalled
+    max_steps   the iteration limit (maxiter = --steps)
+    stalled     scipy stopped itself short of success: a line search that finds no more
+                decrease (scipy's "precision loss"), a trust region that cannot predict one,
+                a trial point scipy keeps proposing and rejecting; and L-BFGS-B's "success"
+                with ftol=0, which says only that f did not decrease at all
+    diverged    f is not finite at an iterate (optbench's rule, through the callback) or at
+                the final point, or scipy met f = -inf (unbounded below) or NaN (out of f's
+                domain) at a trial point
+A trial point where f is +inf that scipy rejected (an exp that overflows far from the
+optimum: NIST BoxBOD) is not divergence: the run goes on, and its end says what it reached;
+the message names the trial point. A trust region rejects a non-finite trial point without
 shrinking and would propose it again until maxiter: the callback notices and ends the run
-(diverged; or, where scipy's own step is NaN, a subproblem breakdown, "max_steps").
+(stalled where f is +inf there or scipy's own step is NaN; else diverged).
 
 Hessian-vector products (Newton-CG, trust-krylov). A backend may give them natively: an
 optional Objective method
@@ -234,21 +244,37 @@ class ScipyMethod:
         where = f"scipy {self.scipy_name} after {k} iterations: {res.message}"
         if not math.isfinite(final.f_host):
             return final.x, "diverged", f"f became {final.f_host}; {where}"
-        if res.success:
+        bad = evals.bad
+        if bad is not None:
+            if bad.f_host != math.inf:  # -inf: unbounded below; NaN: out of f's domain
+                return final.x, "diverged", f"f became {bad.f_host} at a trial point; {where}"
+            where += " (scipy rejected a trial point where f is inf)"
+        if res.success and not self.stagnated(res):
             return final.x, "converged", where
         if k >= steps:
             return final.x, "max_steps", f"reached the step limit ({steps}); {where}"
-        if evals.bad is not None:  # scipy gave up after meeting NaN/inf (a line search, say)
-            return final.x, "diverged", f"f became {evals.bad.f_host} at a trial point; {where}"
-        return final.x, "max_steps", where
+        return final.x, "stalled", where
+
+
+    def stagnated(self, res: Any) -> bool:
+        """L-BFGS-B's success "relative reduction of f <= ftol" with ftol=0: f did not
+        decrease at all (scipy calls it success even at 0 digits): a stall, not a tolerance
+        met."""
+        return (self.options.get("ftol") == 0
+                and "RELATIVE REDUCTION OF F" in str(res.message).upper())
 
 
 def stuck(trial: Point, scipy_name: str, k: int) -> tuple[str, str]:
-    """The verdict when scipy keeps proposing the same rejected non-finite trial point."""
-    if trial.x_finite:
+    """The verdict when scipy keeps proposing the same rejected non-finite trial point: it
+    would do so until maxiter. f = +inf there (an overflow) is a stall; -inf (unbounded
+    below) or NaN (out of f's domain) is divergence."""
+    if trial.x_finite and trial.f_host != math.inf:
         return ("diverged", f"f became {trial.f_host} at a trial point and scipy "
                 f"{scipy_name} cannot leave it (iteration {k})")
-    return ("max_steps", f"scipy {scipy_name} proposes a non-finite trial point again and "
+    if trial.x_finite:
+        return ("stalled", f"scipy {scipy_name} proposes again and again a trial point where "
+                f"f is inf (iteration {k}): stopped at the last iterate")
+    return ("stalled", f"scipy {scipy_name} proposes a non-finite trial point again and "
             f"again (its subproblem broke down; iteration {k}): stopped at the last iterate")
 
 
