@@ -45,6 +45,29 @@ class Plan:
     tol: float | None
     max_time: float | None
     compile: bool = False
+    f_target: float | None = None
+    """What f should reach where no closed form gives f*: a system of equations is solved
+    when its sum of squares is 0, whether or not it is linear."""
+
+    @property
+    def f_star(self) -> float | None:
+        return self.reference.f if self.reference is not None else self.f_target
+
+
+DEFAULT_GAP = 1e-12
+"""Where f* is known and no --tol is given, a run stops once f − f* ≤ DEFAULT_GAP·max(1, |f*|):
+the tutorial's puzzle reached f = 3.6e-29 and still ran all its steps. --tol 0 runs every
+step."""
+
+
+def default_tol(tol: float | None, f_star: float | None) -> float | None:
+    """The tolerance a run stops at: the user's, none for 0, else DEFAULT_GAP where f* is
+    known."""
+    if tol == 0:
+        return None
+    if tol is None and f_star is not None and math.isfinite(f_star):
+        return DEFAULT_GAP * max(1.0, abs(f_star))
+    return tol
 
 
 def _check(ok: bool, message: str) -> None:
@@ -68,10 +91,13 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
     _check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
            f"seed={seed} is not accepted: expected an integer >= 0")
     _check(dtype in DTYPES, f"dtype={dtype} is not accepted: expected one of {', '.join(DTYPES)}")
-    for name, value in (("tol", tol), ("max_time", max_time)):
-        _check(value is None or (isinstance(value, (int, float)) and math.isfinite(value)
-                                 and value > 0),
-               f"{name}={value} is not accepted: expected a number > 0")
+    _check(tol is None or (isinstance(tol, (int, float)) and not isinstance(tol, bool)
+                           and math.isfinite(tol) and tol >= 0),
+           f"tol={tol} is not accepted: expected a number >= 0 (0: run every step)")
+    _check(max_time is None or (isinstance(max_time, (int, float))
+                                and not isinstance(max_time, bool)
+                                and math.isfinite(max_time) and max_time > 0),
+           f"max_time={max_time} is not accepted: expected a number > 0")
 
     p_params = resolve(prob.params, dict(problem_params or {}), prob.name)
     hp = optimizer_hyperparams(opt, optimizer_params, lr)
@@ -95,7 +121,9 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
         _check(start.ndim == 1 and start.size == n and bool(np.all(np.isfinite(start))),
                f"x0 has {start.size} values; {expected}")
         instance = dataclasses.replace(instance, x0=instance.from_user(start))
-    return Plan(prob, p_params, instance, prob.reference(instance), opt, hp, method,
+    reference = prob.reference(instance)
+    tol = default_tol(tol, reference.f if reference is not None else None)
+    return Plan(prob, p_params, instance, reference, opt, hp, method,
                 backends, unavailable, steps, seed, dtype, device, tol, max_time, compile)
 
 
@@ -198,8 +226,7 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
             objective.warm_up(p.method, x0)
         objective.synchronize()
         record.setup_s = time.perf_counter() - t0
-        criteria = stopping.criteria(p.tol, p.reference.f if p.reference else None,
-                                     p.max_time)
+        criteria = stopping.criteria(p.tol, p.f_star, p.max_time)
         # Overflow on the way to divergence is reported by the status, not by numpy warnings.
         with np.errstate(over="ignore", invalid="ignore"):
             if p.method.run is not None:
@@ -207,7 +234,7 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
             elif p.compile:
                 result, compile_s = run_compiled(
                     objective, p.method, x0, steps=p.steps, tol=p.tol, max_time=p.max_time,
-                    f_star=p.reference.f if p.reference else None)
+                    f_star=p.f_star)
                 record.setup_s += compile_s
             else:
                 result = optimize(objective, p.method, x0, steps=p.steps, criteria=criteria)

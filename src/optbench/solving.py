@@ -106,6 +106,10 @@ def solve_equations(equations: Sequence[str] = (), *, file: str | None = None,
         x0 = list(numbers_list(list(x0), len(system.variables), "x0"))
     plan = api.plan("puzzle", backend, optimizer, problem_params=params, steps=steps,
                     x0=x0, tol=tol, **options)
+    if not system.linear:
+        # No closed form, but solved means every residual is 0: stop at f <= tol, not at a
+        # gradient norm <= tol that the rounding of a solved system never reaches.
+        plan = dataclasses.replace(plan, f_target=0.0)
     if starts > 1:
         rng = np.random.default_rng(plan.seed)
         batch = start_scale * rng.standard_normal((starts, len(system.variables)))

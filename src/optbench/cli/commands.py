@@ -101,7 +101,8 @@ def cli() -> None:
 @click.option("--x0", default=None, metavar="V1,V2,...", help="starting point [default: drawn "
               "from the seed]")
 @click.option("--tol", type=float, default=None,
-              help="stop when f - f* <= TOL (f* known), else when the gradient norm <= TOL")
+              help="stop when f - f* <= TOL where f* is known [default: "
+              "1e-12*max(1,|f*|); 0 runs every step], else when the gradient norm <= TOL")
 @click.option("--max-time", type=float, default=None, help="stop after this many seconds")
 @click.option("--compile", "compile_", is_flag=True,
               help="compile the whole loop, on backends that can (compile time goes to setup)")
