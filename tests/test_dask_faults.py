@@ -306,8 +306,9 @@ class _Client:
     def cancel(self, futures) -> None:
         pass
 
-    def nthreads(self) -> dict:
-        return {f"tcp://127.0.0.1:{i + 1}": 1 for i in range(self.workers)}
+    def scheduler_info(self) -> dict:
+        return {"workers": {f"tcp://127.0.0.1:{i + 1}": {"name": i}
+                            for i in range(self.workers)}}
 
 
 def _results(monkeypatch, registry, client: _Client) -> list:
@@ -348,3 +349,28 @@ def test_with_no_worker_for_too_long_the_runs_left_are_lost(monkeypatch, registr
     got = _results(monkeypatch, registry, _Client([Pending("pending"), Pending("pending")],
                                                   workers=0))
     assert got == [executors.Lost("no Dask worker for 0 s")] * 2
+
+
+def test_a_local_worker_missing_too_long_is_replaced(monkeypatch):
+    """Its nanny gave up (the scheduler lacks its worker): it leaves the cluster's spec, and
+    scale() starts a new one in its place; a worker that is up stays."""
+
+    class Cluster:
+        def __init__(self) -> None:
+            self.worker_spec = {0: {}, 1: {}}
+            self.workers = {0: object(), 1: object()}
+            self.scaled: list = []
+
+        def scale(self, n: int) -> None:
+            self.scaled.append((sorted(self.worker_spec), n))
+
+    dask = executors.Dask.__new__(executors.Dask)
+    dask.client = _Client([], workers=1)  # the scheduler has worker 0 only
+    dask.cluster, dask.workers = Cluster(), 2
+    watch = executors._Watch(dask)
+    monkeypatch.setattr(executors, "REPLACE_AFTER_S", 3600.0)
+    assert watch.check() is None
+    assert dask.cluster.scaled == []  # missing, but not for long: its nanny may restart it
+    monkeypatch.setattr(executors, "REPLACE_AFTER_S", -1.0)
+    assert watch.check() is None
+    assert dask.cluster.scaled == [([0], 2)]

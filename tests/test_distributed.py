@@ -273,8 +273,8 @@ class _Client:
     def cancel(self, futures) -> None:
         pass
 
-    def nthreads(self) -> dict:
-        return {"tcp://127.0.0.1:1": 1}
+    def scheduler_info(self) -> dict:
+        return {"workers": {"tcp://127.0.0.1:1": {"name": 0}}}
 
 
 def test_a_finished_run_lost_with_its_worker_is_waited_for_not_an_error(monkeypatch,

@@ -16,8 +16,8 @@ infrastructure and has no record, so that `--resume` runs it again. What is lost
   wrong "error" record would make every later `--resume` skip the run for good, while a
   wrong "lost" costs one retry, reported each time — and in-process, a run that crashes
   the interpreter leaves no record either;
-- every worker gone for NO_WORKER_TIMEOUT_S: the runs still to do (local workers that
-  died are replaced first; see Dask.results).
+- every worker gone for NO_WORKER_TIMEOUT_S: the runs still to do. Local workers that die
+  are restarted by their nanny, and replaced when it gives up (see _Watch).
 
 A run that raised on its worker, outside the optimization loop (a plugin missing there),
 is recorded with status "error" and the exception: retrying it would not help.
@@ -48,6 +48,9 @@ CONNECT_TIMEOUT_S = 5.0
 MIN_CONNECT_S = 2.0
 # How often the campaign looks at the cluster while it waits for runs to finish.
 POLL_S = 1.0
+# A local worker missing from the scheduler this long is replaced: its nanny did not restart
+# it (a restart takes 3-10 s on a loaded machine; Dask's own lost-worker-timeout is 15 s).
+REPLACE_AFTER_S = 30.0
 # With no worker for this long (the local ones could not be replaced, or a scheduler's
 # workers went away), the campaign stops: the runs still to do are lost, --resume does them.
 NO_WORKER_TIMEOUT_S = 120.0
@@ -297,25 +300,39 @@ class _Watch:
     def __init__(self, dask: Dask) -> None:
         self.dask = dask
         self.last_worker = time.monotonic()
+        self.missing_since: dict[str, float] = {}  # local workers the scheduler lacks
 
     def check(self) -> str | None:
         """None while the campaign can go on, else why its runs still to do are lost."""
-        client, cluster = self.dask.client, self.dask.cluster
+        client = self.dask.client
         if client.status not in ("running", "connecting"):
             return "the connection to the Dask scheduler was lost"
         try:
-            n = len(client.nthreads())
+            workers = client.scheduler_info()["workers"]
         except Exception:  # the scheduler is going: the client cancels the runs itself
-            return None
+            workers = None
         now = time.monotonic()
-        if n:
+        if workers:
             self.last_worker = now
-        if cluster is not None and n < (self.dask.workers or 0):
-            # A nanny restarts its worker when the process dies; one whose restart failed
-            # (a kill during the restart, or a slow start on a loaded machine) gives up, and
-            # the cluster drops it. scale() starts new ones in their place.
-            with contextlib.suppress(Exception):
-                cluster.scale(self.dask.workers)
+        if workers is not None and self.dask.cluster is not None:
+            self._replace_lost(self.dask.cluster, {str(w.get("name")) for w in
+                                                   workers.values()}, now)
         if now - self.last_worker > NO_WORKER_TIMEOUT_S:
             return f"no Dask worker for {NO_WORKER_TIMEOUT_S:.0f} s"
         return None
+
+    def _replace_lost(self, cluster: Any, up: set[str], now: float) -> None:
+        """A nanny restarts its worker when the process dies; one whose restart fails (a
+        kill during the restart, a slow start on a loaded machine) gives up for good, and
+        the cluster may keep it. A worker missing for REPLACE_AFTER_S is taken out of the
+        cluster's spec, so that scale() closes its nanny and starts a new one."""
+        spec = cluster.worker_spec  # {name: how to start it}: what LocalCluster maintains
+        missing = {str(name): name for name in list(spec) if str(name) not in up}
+        self.missing_since = {k: self.missing_since.get(k, now) for k in missing}
+        stale = [k for k, since in self.missing_since.items() if now - since > REPLACE_AFTER_S]
+        with contextlib.suppress(Exception):
+            for key in stale:
+                spec.pop(missing[key], None)
+                del self.missing_since[key]
+            if stale or len(cluster.workers) < len(spec) or len(spec) < self.dask.workers:
+                cluster.scale(self.dask.workers)
