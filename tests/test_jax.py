@@ -122,10 +122,15 @@ def test_value_and_gradient_agree(name, params, exact_backends):
 def test_final_points_agree(name, params, optimizer, steps, exact_backends):
     # L-BFGS runs to its own stop here (under 60 steps): stopped half-way along Rosenbrock's
     # valley (5-D, 30 steps) torch and autograd themselves differ by 2e-10, rounding amplified.
-    runs = {b: optbench.solve(name, b, optimizer, problem_params=params, steps=steps)
+    # abs(z - 3) has a kink that L-BFGS reaches exactly, where it stalls; the backends'
+    # derivatives of abs at 0 differ (torch's sign(0) = 0), so lbfgs's restart from there
+    # takes them apart: compare torch's own iteration, which stops there (on_stall=stop).
+    kink = optimizer == "lbfgs" and "abs(" in str(params.get("objective", ""))
+    runs = {b: optbench.solve(name, b, optimizer, problem_params=params, steps=steps,
+                              optimizer_params={"on_stall": "stop"} if kink else None)
             for b in ("jax", *exact_backends)}
     jax_run = runs["jax"]
-    assert jax_run.status in ("max_steps", "converged"), jax_run.message
+    assert jax_run.status in ("max_steps", "converged", "stalled"), jax_run.message
     assert jax_run.n_evals >= jax_run.steps
     for other in exact_backends:
         assert jax_run.status == runs[other].status and jax_run.steps == runs[other].steps
