@@ -299,9 +299,9 @@ def strict_json(text: str):
 
 
 def test_grad_json_is_strict_with_a_message_and_no_warnings():
-    # Every backend (the default): torch and jax need more address space than the cap above.
+    # Every backend: torch and jax need more address space than the cap above.
     code, out, err = run_bounded("grad", "1/x", "--at", "x=0", "--format", "json",
-                                 memory=None)
+                                 "--backend", "all", memory=None)
     assert code == 0, err
     result = strict_json(out)
     assert "Warning" not in err and "warn" not in err.lower(), err

@@ -46,7 +46,7 @@ BAD_INPUT = {
     "device tpu": (["--backend", "torch", "--device", "tpu"], ["device=tpu", "cpu", "cuda"]),
     "dtype float16": (["--dtype", "float16"], ["float16", "float64", "float32"]),
     "seed negative": (["--seed", "-1"], ["seed=-1", ">= 0"]),
-    "tol zero": (["--tol", "0"], ["tol=0", "> 0"]),
+    "tol negative": (["--tol", "-1"], ["tol=-1", ">= 0"]),
     "max-time negative": (["--max-time", "-1"], ["max_time=-1", "> 0"]),
     "puzzle bad matrix": (["--problem", "puzzle", "-P", "matrix=1,a"], ["matrix='1,a'", "rows"]),
 }

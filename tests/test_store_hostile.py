@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from clitools import assert_usage_error, run_main
 from optbench import report
-from optbench.bench import execute
+from optbench.bench import runone
 from optbench.bench.campaign import Campaign, expand
 from optbench.errors import UsageError
 from optbench.results import ResultsError, ResultsStore, ResultsWarning, load, run_key
@@ -83,7 +83,7 @@ def no_run(monkeypatch):
     """Fails the test if a campaign gets as far as running anything."""
     def run_one(*args, **kwargs):
         raise AssertionError("a run started")
-    monkeypatch.setattr(execute, "run_one", run_one)
+    monkeypatch.setattr(runone, "run_one", run_one)
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +214,7 @@ def test_the_key_holds_every_setting_and_reads_old_records(registry):
     c = Campaign(problems=["regression"], backends=["fd"], optimizers=["nadam"], seeds=[0],
                  steps=4, tol=1e-3, max_time=50.0)
     specs, _ = expand(c, registry)
-    record = execute.run_one(specs[0], c, "c-test")
+    record = runone.run_one(specs[0], c, "c-test")
     assert (record["max_steps"], record["tol"], record["max_time"]) == (4, 1e-3, 50.0)
     assert run_key(json.loads(json.dumps(record))) == specs[0].key
 

@@ -117,7 +117,7 @@ def test_the_tutorial_keeps_autograd_and_large_samples_stream():
 
 
 def test_a_streamed_run_follows_the_autograd_run(monkeypatch):
-    options = dict(problem="regression", backend="torch", optimizer="lbfgs", steps=60,
+    options = dict(problem="regression", backend="torch", optimizer="lbfgs", steps=60, tol=0,
                    dtype="float64", problem_params={"n_samples": 150_000, "noise": 0.5})
     streamed = optbench.solve(**options)
     monkeypatch.setattr(ts, "default_kernel", lambda *args: "off")

@@ -53,6 +53,12 @@ class Plan:
     def f_star(self) -> float | None:
         return self.reference.f if self.reference is not None else self.f_target
 
+    @property
+    def stop_tol(self) -> float | None:
+        """The tolerance the loop stops at: `tol` as given (None: the default where f* is
+        known; 0: none). Only a given tol judges an optimizer's own stop (`stalled`)."""
+        return default_tol(self.tol, self.f_star)
+
 
 DEFAULT_GAP = 1e-12
 """Where f* is known and no --tol is given, a run stops once f − f* ≤ DEFAULT_GAP·max(1, |f*|):
@@ -122,7 +128,6 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
                f"x0 has {start.size} values; {expected}")
         instance = dataclasses.replace(instance, x0=instance.from_user(start))
     reference = prob.reference(instance)
-    tol = default_tol(tol, reference.f if reference is not None else None)
     return Plan(prob, p_params, instance, reference, opt, hp, method,
                 backends, unavailable, steps, seed, dtype, device, tol, max_time, compile)
 
@@ -226,14 +231,16 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
             objective.warm_up(p.method, x0)
         objective.synchronize()
         record.setup_s = time.perf_counter() - t0
-        criteria = stopping.criteria(p.tol, p.f_star, p.max_time)
+        criteria = stopping.criteria(p.stop_tol, p.f_star, p.max_time)
+        requested = stopping.criteria(p.tol or None, p.f_star, p.max_time)
         # Overflow on the way to divergence is reported by the status, not by numpy warnings.
         with np.errstate(over="ignore", invalid="ignore"):
             if p.method.run is not None:
                 result = drive(objective, p.method, x0, steps=p.steps, criteria=criteria)
             elif p.compile:
                 result, compile_s = run_compiled(
-                    objective, p.method, x0, steps=p.steps, tol=p.tol, max_time=p.max_time,
+                    objective, p.method, x0, steps=p.steps, tol=p.stop_tol,
+                    max_time=p.max_time,
                     f_star=p.f_star)
                 record.setup_s += compile_s
             else:
@@ -256,7 +263,7 @@ def execute(p: Plan, backend: Backend) -> RunRecord:
         final = stopping.Progress(result.steps, f, g, result.time_s,
                                   lambda v: float(np.linalg.norm(v)))
         record.status, record.message = stopping.settle(result.status, result.message,
-                                                        criteria, final)
+                                                        requested, final)
     record.message = "; ".join(m for m in (record.message, note) if m)
     if result.status not in ("diverged",) and not (math.isfinite(f) and np.all(np.isfinite(x))):
         record.status = "diverged"

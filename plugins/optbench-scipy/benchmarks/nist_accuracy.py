@@ -8,7 +8,7 @@ capped at 15, minimum over the coefficients (as benchmarks/bench_accuracy.py com
 the polynomial datasets of ../shared/data/nist (or $OPTBENCH_NIST_DIR). Each scipy run is
 
     optbench run --problem regression -P data=<Name>.csv -P degree=<from the json>
-                 --optimizer scipy-... -O <TIGHT tolerances> --steps 10000 --backend torch
+                 --optimizer scipy-... -O <TIGHT tolerances> --tol 0 --steps 10000 --backend torch
 
 from optbench's seeded x0, in float64. The tolerances are set to zero (TIGHT): each method
 runs until scipy itself can make no more progress (a line search that finds no decrease,
@@ -157,7 +157,7 @@ def scipy_run(name: str, folder: Path, optimizer: str, config: str = "plain",
     extra, native = CONFIGS[config]
     with native_torch_hvp(native and backend == "torch"), reordered(csv, order) as data:
         record = optbench.solve(problem="regression", backend=backend, optimizer=optimizer,
-                                dtype="float64", steps=steps,
+                                dtype="float64", steps=steps, tol=0,  # to its own stop
                                 problem_params={"data": str(data), "degree": degree},
                                 optimizer_params={**TIGHT[optimizer], **extra})
     return digits(record.x, certified), record
