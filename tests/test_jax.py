@@ -126,7 +126,7 @@ def test_final_points_agree(name, params, optimizer, steps, exact_backends):
     # derivatives of abs at 0 differ (torch's sign(0) = 0), so lbfgs's restart from there
     # takes them apart: compare torch's own iteration, which stops there (on_stall=stop).
     kink = optimizer == "lbfgs" and "abs(" in str(params.get("objective", ""))
-    runs = {b: optbench.solve(name, b, optimizer, problem_params=params, steps=steps,
+    runs = {b: optbench.solve(name, b, optimizer, problem_params=params, steps=steps, tol=0,
                               optimizer_params={"on_stall": "stop"} if kink else None)
             for b in ("jax", *exact_backends)}
     jax_run = runs["jax"]
@@ -418,7 +418,7 @@ def test_compile_honours_max_time_whatever_the_step_count(steps):
     import sys
 
     done = subprocess.run([sys.executable, "-m", "optbench", "run", "--backend", "jax",
-                           "--compile", "--steps", steps, "--max-time", "0.5",
+                           "--compile", "--steps", steps, "--max-time", "0.5", "--tol", "0",
                            "--format", "json"], capture_output=True, text=True, timeout=300,
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
@@ -457,7 +457,7 @@ def test_huge_step_counts_allocate_one_chunk(monkeypatch):
 
 def test_a_time_limited_run_still_compiles_one_loop(compiled_programs):
     # Chunks of 1, 2, 4, ... steps: the trip count is an argument, so one program serves all.
-    record = optbench.solve("regression", "jax", compile=True, steps=10**7, max_time=0.2,
+    record = optbench.solve("regression", "jax", compile=True, steps=10**7, max_time=0.2, tol=0,
                             problem_params={"degree": 3, "n_samples": 41})
     assert record.status == "timeout"
     assert sorted(compiled_programs) == ["jit(f)", "jit(run)"], compiled_programs

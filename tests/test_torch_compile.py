@@ -79,7 +79,7 @@ def test_compile_honours_max_time_whatever_the_step_count(steps):
     import sys
 
     done = subprocess.run([sys.executable, "-m", "optbench", "run", "--backend", "torch",
-                           "--compile", "--steps", steps, "--max-time", "0.5",
+                           "--compile", "--steps", steps, "--max-time", "0.5", "--tol", "0",
                            "--format", "json"], capture_output=True, text=True, timeout=300,
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
