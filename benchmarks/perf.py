@@ -14,6 +14,7 @@ any benchmark slowed by more than --factor (asv marks those '+') or broke ('!').
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +65,24 @@ def change_mark(row: str) -> str:
     return first[0] if first else ""
 
 
+def forget_unrecorded(results: Path) -> None:
+    """Drop from asv's list of benchmarks those that no results file holds.
+
+    `asv run --bench` records a selection but lists every benchmark it discovered, and the
+    published dashboard then asks for a graph of each: a 404 and an empty plot for every
+    benchmark outside the selection. A benchmark recorded for any commit is kept.
+    """
+    listing = results / "benchmarks.json"
+    benchmarks = json.loads(listing.read_text())
+    recorded: set[str] = set()
+    for path in results.glob("*/*.json"):
+        if path.name != "machine.json":
+            recorded |= set(json.loads(path.read_text()).get("results", {}))
+    kept = {k: v for k, v in benchmarks.items() if k == "version" or k in recorded}
+    if len(kept) < len(benchmarks):
+        listing.write_text(json.dumps(kept, indent=4, sort_keys=True))
+
+
 def require_asv() -> None:
     """asv is in the `dev` extra, not in `all`: say so in one line instead of a traceback."""
     try:
@@ -100,6 +119,8 @@ def main() -> int:
         failures += record(sha, args.machine, args.quick, args.bench) != 0
     worse = compare(base, head, args.machine, args.factor)
     if not args.no_publish:
+        if args.bench:
+            forget_unrecorded(ROOT / ".asv" / "results")
         subprocess.run([*ASV, "publish"], cwd=ROOT, check=True)
         print(f"perf: dashboard in {ROOT / '.asv' / 'html'} (python -m asv preview)")
     if worse:
