@@ -147,11 +147,13 @@ def graphed_loop(objective: Any, method: Any, steps: int, x0: Any, *, mode: str 
         x_out, state_out, fs_out = chunk(x_static, state_static)
         for static, new in zip(inputs, [x_out, *_tensors(state_out)], strict=True):
             static.copy_(new)
-    for static, start in zip(inputs, initial, strict=True):
-        static.copy_(start)
-    left = {"steps": steps}
+    left = {"steps": steps, "fresh": True}
 
     def run(n: int | None = None) -> tuple[Any, Any]:
+        if left.pop("fresh", False):  # the first chunk starts from x0, as run() always did
+            torch.cuda.current_stream().wait_stream(side)
+            for static, start in zip(inputs, initial, strict=True):
+                static.copy_(start)
         calls = _calls(n, left["steps"], unroll)
         fs = torch.empty(calls * unroll, dtype=x0.dtype, device=x0.device)
         for k in range(calls):
