@@ -208,3 +208,12 @@ def verdict(name: str, failures: list[str], ok: str, heading: str = "") -> Check
 def host(objective: Any, array: Any) -> np.ndarray:
     """A backend array as a float64 numpy copy."""
     return np.array(objective.to_numpy(array), dtype=np.float64)
+
+
+def hints_problem(hints: Any, allowed: Iterable[str]) -> str | None:
+    """What is wrong with a declared `conformance` (None: nothing): it must be a mapping
+    whose keys are among `allowed` — the same rule for backends, optimizers and problems."""
+    allowed = tuple(allowed)
+    if hints is None or (isinstance(hints, Mapping) and set(hints) <= set(allowed)):
+        return None
+    return f"conformance is {hints!r}: expected a mapping with keys among {', '.join(allowed)}"

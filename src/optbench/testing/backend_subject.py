@@ -21,7 +21,13 @@ from typing import Any
 from optbench.core import Backend
 from optbench.errors import UsageError
 from optbench.plugins import Registry
-from optbench.testing._common import Skip, default_registry, describe, resolve_object
+from optbench.testing._common import (
+    Skip,
+    default_registry,
+    describe,
+    hints_problem,
+    resolve_object,
+)
 
 DIFFERENTIATION = ("exact", "approximate")
 """exact: automatic differentiation or complex step, right to rounding; approximate: finite
@@ -106,9 +112,9 @@ def declaration_problems(backend: Any, checks: Any) -> list[str]:
     hints = getattr(backend, "conformance", None)
     if hints is None:
         return wrong
-    if not (isinstance(hints, Mapping) and set(hints) <= set(BACKEND_HINTS)):
-        wrong.append(f"conformance is {hints!r}: expected a mapping with keys among "
-                     f"{', '.join(BACKEND_HINTS)}")
+    problem = hints_problem(hints, BACKEND_HINTS)
+    if problem:
+        wrong.append(problem)
         return wrong
     waive = hints.get("waive", {})
     if not isinstance(waive, Mapping):

@@ -25,6 +25,7 @@ from optbench.testing._common import (
     builtin_names,
     default_registry,
     describe,
+    hints_problem,
     host,
     owner_of,
     quiet,
@@ -157,10 +158,9 @@ def check_declared(s: OptimizerSubject) -> CheckResult:
                              f"declaration: {exc}")
     if len(set(names)) != len(names):
         wrong.append(f"hyperparams declares a name twice: {names}")
-    hints = getattr(o, "conformance", None)
-    if hints is not None and not (isinstance(hints, Mapping) and set(hints) <= set(HINTS)):
-        wrong.append(f"conformance is {hints!r}: expected a mapping with keys among "
-                     f"{', '.join(HINTS)}")
+    problem = hints_problem(getattr(o, "conformance", None), HINTS)
+    if problem:
+        wrong.append(problem)
     run_defaults = dict(getattr(o, "run_defaults", {}) or {})
     undeclared = [k for k in run_defaults if k not in names]
     if undeclared:

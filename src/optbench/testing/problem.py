@@ -31,6 +31,7 @@ from optbench.errors import UsageError
 from optbench.plugins import Registry
 from optbench.testing._common import (
     describe,
+    hints_problem,
     owner_of,
     quiet,
     run_check,
@@ -74,10 +75,9 @@ def check_declared(s: ProblemSubject) -> CheckResult:
                          f"declaration: {exc}")
     if len(set(names)) != len(names):
         wrong.append(f"params declares a name twice: {names}")
-    hints = getattr(p, "conformance", None)
-    if hints is not None and not (isinstance(hints, Mapping) and set(hints) <= set(PROBLEM_HINTS)):
-        wrong.append(f"conformance is {hints!r}: expected a mapping with keys among "
-                     f"{', '.join(PROBLEM_HINTS)}")
+    problem = hints_problem(getattr(p, "conformance", None), PROBLEM_HINTS)
+    if problem:
+        wrong.append(problem)
     if wrong:
         return verdict("declared", wrong, "")
     shown = []
