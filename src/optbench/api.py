@@ -81,16 +81,17 @@ def _check(ok: bool, message: str) -> None:
         raise UsageError(message)
 
 
-def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
-         optimizer: str = "nadam", *, problem_params: Mapping[str, Any] | None = None,
+def plan(problem: str | Problem = "regression",
+         backend: str | Backend | Sequence[str | Backend] = "torch",
+         optimizer: str | Optimizer = "nadam", *, problem_params: Mapping[str, Any] | None = None,
          optimizer_params: Mapping[str, Any] | None = None, lr: float | None = None,
          steps: int = 1000, seed: int = 0, dtype: str = "float64", device: str = "cpu",
          x0: Sequence[float] | None = None, tol: float | None = None,
          max_time: float | None = None, compile: bool = False,
          registry: Registry | None = None) -> Plan:
     registry = registry or get_registry()
-    prob: Problem = registry.get("problem", problem)
-    opt: Optimizer = registry.get("optimizer", optimizer)
+    prob: Problem = lookup(registry, "problem", problem)
+    opt: Optimizer = lookup(registry, "optimizer", optimizer)
 
     _check(isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0,
            f"steps={steps} is not accepted: expected an integer >= 0")
@@ -130,6 +131,45 @@ def plan(problem: str = "regression", backend: str | Sequence[str] = "torch",
     reference = prob.reference(instance)
     return Plan(prob, p_params, instance, reference, opt, hp, method,
                 backends, unavailable, steps, seed, dtype, device, tol, max_time, compile)
+
+
+CONTRACTS = {"problem": Problem, "backend": Backend, "optimizer": Optimizer}
+
+
+def lookup(registry: Registry, kind: str, item: Any) -> Any:
+    """A name looked up in the registry, or an instance of the kind's contract as it is
+    (`optbench.solve(problem=MyProblem())`): an instance is used, never registered."""
+    contract = CONTRACTS[kind]
+    if isinstance(item, contract):
+        name = getattr(item, "name", None)
+        _check(isinstance(name, str) and bool(name) and name != "all",
+               f"{kind} {item!r} has no valid name: set its class attribute name "
+               "(a non-empty string other than 'all')")
+        return item
+    _check(isinstance(item, str),
+           f"{kind}={item!r} is not accepted: expected a {kind} name or an instance of "
+           f"optbench.core.{contract.__name__}")
+    return registry.get(kind, item)
+
+
+def with_instances(registry: Registry, items: Sequence[tuple[str, Any]]) -> Registry:
+    """A copy of `registry` that also holds the given (kind, instance) pairs, each under its
+    name (shadowing a registered one of that name), so that name-driven machinery (a
+    campaign's grid, its runs) can run them. The process-wide registry is left as it was.
+    """
+    copy = Registry()
+    copy.pm, copy.plugins = registry.pm, registry.plugins
+    copy.items = {kind: dict(by_name) for kind, by_name in registry.items.items()}
+    copy.owner = dict(registry.owner)
+    given: dict[tuple[str, str], Any] = {}
+    for kind, item in items:
+        item = lookup(copy, kind, item)
+        key = (kind, item.name)
+        _check(given.setdefault(key, item) is item,
+               f"two different {kind}s are named {item.name!r}: give each its own name")
+        copy.items[kind][item.name] = item
+        copy.owner[key] = "the Python API"
+    return copy
 
 
 def plan_many(problem: str = "regression", backend: str | Sequence[str] = "torch",
@@ -173,7 +213,7 @@ def optimizer_hyperparams(opt: Optimizer, given: Mapping[str, Any] | None = None
 def select_backends(registry: Registry, backend: str | Sequence[str], dtype: str,
                     device: str, compile: bool = False
                     ) -> tuple[list[Backend], list[tuple[str, str]]]:
-    names = [backend] if isinstance(backend, str) else list(backend)
+    names = [backend] if isinstance(backend, (str, Backend)) else list(backend)
     if names == ["all"]:
         chosen, skipped = [], []
         for name in registry.names("backend"):
@@ -185,9 +225,9 @@ def select_backends(registry: Registry, backend: str | Sequence[str], dtype: str
         return chosen, skipped
     chosen = []
     for name in names:
-        b = registry.get("backend", name)
+        b = lookup(registry, "backend", name)
         reason = _unusable(b, dtype, device, compile)
-        _check(reason is None, f"backend {name} cannot run here: {reason}")
+        _check(reason is None, f"backend {b.name} cannot run here: {reason}")
         chosen.append(b)
     return chosen, []
 
@@ -286,10 +326,12 @@ def jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
-def solve(problem: str = "regression", backend: str = "torch", optimizer: str = "nadam",
-          **options: Any) -> RunRecord:
-    """One run; see `optbench.solve`."""
-    _check(isinstance(backend, str) and backend != "all",
-           f"backend={backend!r} is not accepted by solve(): expected one backend name")
+def solve(problem: str | Problem = "regression", backend: str | Backend = "torch",
+          optimizer: str | Optimizer = "nadam", **options: Any) -> RunRecord:
+    """One run; see `optbench.solve`. Each of problem, backend and optimizer is a name or
+    an instance of its contract (used as it is, not registered)."""
+    _check(isinstance(backend, Backend) or (isinstance(backend, str) and backend != "all"),
+           f"backend={backend!r} is not accepted by solve(): expected one backend name or "
+           "a Backend instance")
     p = plan(problem, backend, optimizer, **options)
     return execute(p, p.backends[0])

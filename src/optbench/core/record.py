@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 STATUSES = ("converged", "max_steps", "diverged", "timeout", "stalled", "error")
@@ -41,6 +42,21 @@ class RunRecord:
     """Evaluations of the objective itself (finite differences make 2n+1 per gradient)."""
     relative_error: float | None = None
     """‖x − x*‖ / ‖x*‖ where the optimum is known and unique, else None."""
+
+    @property
+    def success(self) -> bool:
+        """True when the run converged (status "converged"), as scipy's `result.success`.
+
+        Derived from `status`, so it is an attribute of the object only: `to_json` (the
+        fixed JSON contract, the results files) carries `status`, which says the same."""
+        return self.status == "converged"
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> RunRecord:
+        """A record back from its JSON dict; fields the contract does not name (a
+        campaign's `host`, `campaign`, ...) are left out."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
 
     def to_json(self) -> dict[str, Any]:
         """A dict that `json.dumps` writes as strict JSON (non-finite numbers become null)."""
