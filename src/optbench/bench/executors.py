@@ -66,12 +66,17 @@ class Lost:
 
 
 class InProcess:
-    """One run at a time in this process: timings least disturbed (the default)."""
+    """One run at a time in this process: timings least disturbed (the default).
+
+    `registry`: where the runs' names are looked up (None: the process-wide one)."""
+
+    def __init__(self, registry: Any = None) -> None:
+        self.registry = registry
 
     def results(self, todo: list[RunSpec], campaign: Campaign, campaign_id: str
                 ) -> Iterator[tuple[RunSpec, dict[str, Any] | Lost]]:
         for spec in todo:
-            yield spec, runone.run_one(spec, campaign, campaign_id)
+            yield spec, runone.run_one(spec, campaign, campaign_id, self.registry)
 
     def close(self) -> None:
         pass

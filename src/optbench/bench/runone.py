@@ -15,6 +15,7 @@ from typing import Any
 
 from optbench import api
 from optbench.bench.campaign import Campaign, RunSpec
+from optbench.plugins import Registry
 from optbench.results.host import host_info
 
 WARMUP_STEPS = 20
@@ -37,19 +38,24 @@ def _finish(record: dict[str, Any], campaign: Campaign, campaign_id: str,
     return record
 
 
-def run_one(spec: RunSpec, campaign: Campaign, campaign_id: str) -> dict[str, Any]:
+def run_one(spec: RunSpec, campaign: Campaign, campaign_id: str,
+            registry: Registry | None = None) -> dict[str, Any]:
     """Plan and execute one run, here; returns its record as a JSON-ready dict.
 
     The first run of its warm-up group in this process is preceded by a discarded warm-up.
+    `registry`: where the spec's names are looked up (None: the process-wide one; the
+    Python `optbench.bench` passes a copy holding the instances it was given).
     """
     options = _options(spec, campaign)
-    if spec.warmup_group not in _WARMED:
+    group = (id(registry), spec.warmup_group)  # another registry: maybe other objects
+    if group not in _WARMED:
         warm_plan = api.plan(spec.problem, spec.backend, spec.optimizer,
-                             steps=min(campaign.steps, WARMUP_STEPS), **options)
+                             steps=min(campaign.steps, WARMUP_STEPS), registry=registry,
+                             **options)
         api.execute(warm_plan, warm_plan.backends[0])
-        _WARMED.add(spec.warmup_group)
+        _WARMED.add(group)
     plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=campaign.steps,
-                    **options)
+                    registry=registry, **options)
     record = api.execute(plan, plan.backends[0]).to_json()
     return _finish(record, campaign, campaign_id, host_info(spec.device))
 
