@@ -59,8 +59,9 @@ def minimize(fun, x0, *, backend="torch", optimizer="lbfgs", **options):
     x0: a non-empty 1-D sequence of finite numbers. backend and optimizer: a name or an
     instance. Options as `solve`'s (dtype, device, seed, lr, tol, max_time,
     optimizer_params), and steps: by default 15000 with lbfgs (scipy's L-BFGS-B maxiter;
-    lbfgs stops itself when max|g| <= tolerance_grad, 1e-7), 1000 otherwise. fun is
-    evaluated once at x0 first: a value that is not a finite scalar raises `UsageError`.
+    lbfgs ends the run itself, "converged" when max|g| <= tolerance_grad, 1e-7; here its
+    tolerance_change is 0 unless given), 1000 otherwise. fun is evaluated once at x0
+    first: a value that is not a finite scalar raises `UsageError`.
     """
     from optbench.functions import minimize as _minimize
 

@@ -147,8 +147,8 @@ def lookup(registry: Registry, kind: str, item: Any) -> Any:
                "(a non-empty string other than 'all')")
         return item
     _check(isinstance(item, str),
-           f"{kind}={item!r} is not accepted: expected a {kind} name or an instance of "
-           f"optbench.core.{contract.__name__}")
+           f"{kind}={item!r:.80} is not accepted: expected a name (optbench list {kind}s) "
+           f"or an instance of optbench.core.{contract.__name__}")
     return registry.get(kind, item)
 
 
