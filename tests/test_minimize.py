@@ -201,6 +201,21 @@ BAD = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 on torch's tensor
+def test_what_only_fails_under_differentiation_is_refused_too():
+    """torch computes x − c with a numpy constant c, but not once x requires grad: the run
+    ended as status "error" after its set-up; now minimize refuses it at x0."""
+    c = np.array([1.0, 2.0])
+    if usable("torch"):
+        with pytest.raises(UsageError, match="could not be differentiated: RuntimeError"):
+            optbench.minimize(lambda x, xp: xp.sum((x - c) ** 2), [0.0, 0.0], backend="torch")
+    # The same function with its constant in xp's arrays runs everywhere.
+    for backend in ("autograd", "fd", *(["torch"] if usable("torch") else [])):
+        record = optbench.minimize(lambda x, xp: xp.sum((x - xp.asarray(c)) ** 2),
+                                   [0.0, 0.0], backend=backend)
+        assert record.success and np.allclose(record.x, c, atol=1e-7), record.message
+
+
 @pytest.mark.parametrize("backend", ["autograd", "fd", backend_param("torch")])
 @pytest.mark.parametrize("fun, x0, fragment", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_fun_or_x0_is_one_line(fun, x0, fragment, backend):

@@ -61,7 +61,8 @@ def minimize(fun, x0, *, backend="torch", optimizer="lbfgs", **options):
     optimizer_params), and steps: by default 15000 with lbfgs (scipy's L-BFGS-B maxiter;
     lbfgs ends the run itself, "converged" when max|g| <= tolerance_grad, 1e-7; here its
     tolerance_change is 0 unless given), 1000 otherwise. fun is evaluated once at x0
-    first: a value that is not a finite scalar raises `UsageError`.
+    first: a value that is not a finite scalar, or that the backend cannot differentiate
+    (torch: a numpy constant; use numbers or xp.asarray(c)), raises `UsageError`.
     """
     from optbench.functions import minimize as _minimize
 

@@ -75,9 +75,10 @@ class FunctionProblem(Problem):
 
 
 def check_value(problem: FunctionProblem, objective: Any, x0: Any) -> None:
-    """Evaluate fun once at x0 on a prepared backend objective: it must return a scalar
-    (a 0-d array of the backend) that is finite. Anything else is the caller's input, and
-    stops here with one line, before the optimizer mistakes it for a value."""
+    """Evaluate fun at x0 on a prepared backend objective: it must return a scalar (a 0-d
+    array of the backend) that is finite, and the backend must differentiate it there.
+    Anything else is the caller's input, and stops here with one line, before the
+    optimizer mistakes it for a value or the run ends in an "error" record."""
     where = "fun(x0, xp)"
     try:
         value = problem.fun(objective.from_numpy(x0), objective.xp)
@@ -94,3 +95,9 @@ def check_value(problem: FunctionProblem, objective: Any, x0: Any) -> None:
     number = float(np.asarray(objective.to_numpy(value), dtype=np.float64))
     if not np.isfinite(number):
         raise UsageError(f"{where} returned {number}: expected a finite value at the start")
+    try:  # a value is not yet a derivative: torch fails on a numpy constant only here
+        objective.value_and_grad(objective.from_numpy(x0))
+    except Exception as exc:
+        raise UsageError(f"{where} could not be differentiated: {type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}; compute with xp's functions, "
+                         "constants as numbers or xp.asarray(...)") from None
