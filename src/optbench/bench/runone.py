@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optbench import api
+from optbench import api, plugindirs
 from optbench.bench.campaign import Campaign, RunSpec
 from optbench.results.host import host_info
 
@@ -42,6 +42,10 @@ def run_one(spec: RunSpec, campaign: Campaign, campaign_id: str) -> dict[str, An
 
     The first run of its warm-up group in this process is preceded by a discarded warm-up.
     """
+    if campaign.plugin_dirs:
+        # The campaign's plugin folders, here too: a Dask worker is another process (on a
+        # remote host, the folders must be at the same paths, as data files must).
+        plugindirs.configure(campaign.plugin_dirs, what="plugin folder")
     options = _options(spec, campaign)
     if spec.warmup_group not in _WARMED:
         warm_plan = api.plan(spec.problem, spec.backend, spec.optimizer,
