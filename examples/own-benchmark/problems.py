@@ -32,7 +32,8 @@ class Ridge(Problem):
         m, n = params["n_samples"], params["n_features"]
         a = rng.standard_normal((m, n))
         y = a @ rng.standard_normal(n) + 0.1 * rng.standard_normal(m)
-        return Instance(data={"A": a, "y": y, "lam": np.float64(params["lam"])},
+        # lam as a 0-d array: the backend converts it with the rest, to the run's dtype.
+        return Instance(data={"A": a, "y": y, "lam": np.asarray(params["lam"], np.float64)},
                         x0=np.zeros(n), variables=self.variables(params))
 
     def objective(self, x, data, xp):
