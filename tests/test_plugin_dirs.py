@@ -313,3 +313,12 @@ def test_bad_campaign_plugins_are_bad_input(capsys, tmp_path, value, fragment):
                               "--output", str(out_file))
     assert_usage_error(code, out, err, "campaign.toml", fragment)
     assert not out_file.exists()
+
+
+def test_what_a_file_prints_goes_to_stderr(capsys, tmp_path):
+    problem_file(tmp_path, "problems.py", "shifted")
+    write(tmp_path, "chatty.py", "print('hello from a plugin file')\n")
+    code, out, err = run_main(capsys, "--plugins", str(tmp_path), "list", "--format", "json")
+    assert code == 0
+    assert "shifted" in {r["name"] for r in json.loads(out)}  # stdout: only the JSON
+    assert "hello from a plugin file" in err
