@@ -5,6 +5,9 @@ implements a hook that does not exist (a misspelling) or that registers somethin
 recorded with its error and skipped — it never stops the tool. `optbench plugins` shows them.
 `OPTBENCH_DISABLE_PLUGINS=name,...` skips plugins by name.
 
+Plugin folders (`--plugins DIR`, a campaign's `plugins`, OPTBENCH_PLUGINS_PATH) load last:
+each `*.py` file in them is one plugin, named by its path (optbench.plugindirs).
+
 "Raises" means any exception a plugin's own code can end with, BaseExceptions included
 (pytest.importorskip's Skipped, SystemExit): only Ctrl-C (KeyboardInterrupt) goes through,
 because that is the user's, not the plugin's. The same holds for a backend's available(),
@@ -16,14 +19,14 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
 
-from optbench import hookspecs
+from optbench import hookspecs, plugindirs
 from optbench.errors import PluginError, UsageError
 
 ENTRY_POINT_GROUP = "optbench"
@@ -83,9 +86,11 @@ class Registry:
     # -- loading ------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, extra: Iterable[tuple[str, Any]] = (), entry_points_too: bool = True
-             ) -> Registry:
-        """Built-ins, then `extra` (name, plugin) pairs, then installed entry points."""
+    def load(cls, extra: Iterable[tuple[str, Any]] = (), entry_points_too: bool = True,
+             plugin_dirs: Iterable[str] = ()) -> Registry:
+        """Built-ins, then `extra` (name, plugin) pairs, then installed entry points, then
+        the files of `plugin_dirs` (so a file never shadows an installed plugin: a name
+        taken is that file's error)."""
         registry = cls()
         skip = disabled_plugins()
         for module_name in BUILTIN_PLUGINS:
@@ -102,7 +107,23 @@ class Registry:
                 registry.add(ep.name, ep.load,
                              version=dist.version if dist else None,
                              distribution=dist.name if dist else None)
+        for folder in plugin_dirs:
+            registry.add_folder(folder, skip)
         return registry
+
+    def add_folder(self, folder: str, skip: Collection[str] = ()) -> None:
+        """Each plugin file of `folder`, as a plugin named by its path. A folder that is
+        gone or too big is recorded as one failed plugin (the command line refuses it
+        before: this is for the Python API and Dask workers)."""
+        try:
+            files = plugindirs.plugin_files(folder)
+        except UsageError as exc:
+            self.plugins.append(PluginInfo(plugindirs.display(folder), error=str(exc)))
+            return
+        for path in files:
+            name = plugindirs.display(path)
+            if name not in skip:
+                self.add(name, lambda p=path: plugindirs.load_file(p))
 
     def add(self, name: str, load: Any, version: str | None = None,
             distribution: str | None = None) -> PluginInfo:
@@ -245,7 +266,16 @@ def _builtin_version(name: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
 def get_registry() -> Registry:
-    """The process-wide registry, loaded on first use."""
-    return Registry.load()
+    """The process-wide registry, loaded on first use: built-ins, installed plugins, and the
+    plugin folders of this process (plugindirs.plugin_dirs()). Naming another folder later
+    (a campaign's `plugins`) makes the next call load a registry with it."""
+    return _registry_for(plugindirs.plugin_dirs())
+
+
+@functools.lru_cache(maxsize=1)
+def _registry_for(plugin_dirs: tuple[str, ...]) -> Registry:
+    return Registry.load(plugin_dirs=plugin_dirs)
+
+
+get_registry.cache_clear = _registry_for.cache_clear  # type: ignore[attr-defined]

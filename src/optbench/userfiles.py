@@ -24,6 +24,7 @@ LIMITS = {
     "campaign": 1 * MiB,     # bench campaign.toml
     "data": 512 * MiB,       # -P data= CSV, fit --data
     "results": 2 * GiB,      # results.jsonl for report / --resume
+    "plugin": 1 * MiB,       # a *.py file of a plugin folder (--plugins DIR)
 }
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import tomllib
 
-from optbench import api, userfiles
+from optbench import api, plugindirs, userfiles
 from optbench.core import Param
 from optbench.core.backend import DTYPES
 from optbench.core.params import resolve
@@ -92,6 +92,9 @@ class Campaign:
     steps: int = 1000
     tol: float | None = None
     max_time: float | None = None
+    # Plugin folders (absolute paths) whose problems and optimizers the runs may name: every
+    # process that runs them (a Dask worker) loads these first (bench/runone.py).
+    plugin_dirs: tuple[str, ...] = ()
 
 
 def split_names(text: str, option: str) -> list[str]:
@@ -160,7 +163,7 @@ def read_campaign(path: str) -> Campaign:
     # Types are checked key by key (_check_scalars, _alternatives); TOML's true and false
     # are Python bools, which are ints, so every number check refuses bools explicitly.
     allowed = {"problems", "backends", "optimizers", "seeds", "lr", "dtype", "device",
-               "problem_params", "optimizer_params", "steps", "tol", "max_time"}
+               "problem_params", "optimizer_params", "steps", "tol", "max_time", "plugins"}
     unknown = sorted(set(c) - allowed)
     if unknown:
         raise UsageError(f"{path}: unknown key {unknown[0]!r}; accepted: "
@@ -180,6 +183,16 @@ def read_campaign(path: str) -> Campaign:
             raise UsageError(f"{path}: {key} must be a table, e.g. [{key}]")
         return {k: v if isinstance(v, list) else [v] for k, v in table.items()}
 
+    # Plugin folders, relative to the campaign file's own folder (not the working directory),
+    # checked now: a missing one is bad input, like a missing data file.
+    plugins = c.get("plugins", [])
+    if isinstance(plugins, str):
+        plugins = [plugins]
+    if not (isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)):
+        raise UsageError(f"{path}: plugins must be a folder or a list of folders, "
+                         "e.g. plugins = [\".\"]")
+    plugin_dirs = plugindirs.check_dirs(plugins, f"{path}: plugins",
+                                        base=os.path.dirname(os.path.abspath(path)))
     seeds = c.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
         seeds = range(seeds)  # a count: never a list (the grid's bound is checked later)
@@ -190,7 +203,7 @@ def read_campaign(path: str) -> Campaign:
         lrs=lrs if isinstance(lrs, list) else [lrs], dtypes=names("dtype", ["float64"]),
         devices=names("device", ["cpu"]), problem_params=params("problem_params"),
         optimizer_params=params("optimizer_params"), steps=c.get("steps", 1000),
-        tol=c.get("tol"), max_time=c.get("max_time"))
+        tol=c.get("tol"), max_time=c.get("max_time"), plugin_dirs=tuple(plugin_dirs))
 
 
 def _axes(declared: Sequence[Param], grid: Mapping[str, list[Any]], owner: str

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optbench import api
+from optbench import api, plugindirs
 from optbench.bench.campaign import Campaign, RunSpec
 from optbench.plugins import Registry
 from optbench.results.host import host_info
@@ -46,6 +46,10 @@ def run_one(spec: RunSpec, campaign: Campaign, campaign_id: str,
     `registry`: where the spec's names are looked up (None: the process-wide one; the
     Python `optbench.bench` passes a copy holding the instances it was given).
     """
+    if campaign.plugin_dirs:
+        # The campaign's plugin folders, here too: a Dask worker is another process (on a
+        # remote host, the folders must be at the same paths, as data files must).
+        plugindirs.configure(campaign.plugin_dirs, what="plugin folder")
     options = _options(spec, campaign)
     group = (id(registry), spec.warmup_group)  # another registry: maybe other objects
     if group not in _WARMED:

@@ -49,6 +49,7 @@ def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
       optbench bench --problem regression,puzzle,rosenbrock --backend all \\
           --optimizer nadam,adam,lbfgs --seeds 3 --output results.jsonl
     """
+    from optbench import plugindirs
     from optbench.bench import campaign as cmp
     from optbench.bench import executors
     from optbench.bench.execute import progress_bar, run_campaign
@@ -80,6 +81,10 @@ def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
             problem_params=cmp.grid_assignments(problem_params, "-P"),
             optimizer_params=cmp.grid_assignments(optimizer_params, "-O"),
             steps=steps, tol=tol, max_time=max_time)
+    # The campaign's folders join those of --plugins; the runs carry them all, so that
+    # Dask workers load what this process loaded.
+    plugindirs.add(c.plugin_dirs)
+    c.plugin_dirs = plugindirs.plugin_dirs()
     specs, skipped = cmp.expand(c)
     if getattr(signal, "SIGXFSZ", None) and signal.getsignal(signal.SIGXFSZ) == signal.SIG_DFL:
         # A file-size limit (ulimit -f) must fail the write, which the store rolls back, not

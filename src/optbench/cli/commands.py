@@ -35,12 +35,40 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
         ctx.exit()
 
 
+def _start_plugins(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
+                   ) -> None:
+    # The group's --plugins: every command starts afresh from these folders (and checks
+    # OPTBENCH_PLUGINS_PATH's), before any name is looked up.
+    from optbench import plugindirs
+
+    plugindirs.configure(value)
+    plugindirs.check_env()
+
+
+def _more_plugins(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
+                  ) -> None:
+    # --plugins after the command name: eager, so loaded before its other options (the
+    # names in --problem ...) are checked.
+    if value:
+        from optbench import plugindirs
+
+        plugindirs.add(value)
+
+
+PLUGINS_HELP = ("load every *.py file in DIR as a plugin module (repeatable); also "
+                "OPTBENCH_PLUGINS_PATH")
+
+
 def _with_help(command: click.Command) -> click.Command:
     # Our own -h/--help, written by emit: click's own writes to sys.stdout, which is stderr
     # while a command runs. Click drops its help option where a parameter takes the names.
     command.params.append(click.Option(
         ["-h", "--help"], is_flag=True, is_eager=True, expose_value=False,
         callback=_show_help, help="Show this message and exit."))
+    if not isinstance(command, click.Group):
+        command.params.append(click.Option(
+            ["--plugins"], multiple=True, is_eager=True, expose_value=False,
+            metavar="DIR", callback=_more_plugins, help=PLUGINS_HELP))
     return command
 
 
@@ -71,6 +99,8 @@ class OptbenchGroup(click.Group):
 @click.group(cls=OptbenchGroup)
 @click.option("--version", is_flag=True, is_eager=True, expose_value=False,
               callback=_show_version, help="Show the version and exit.")
+@click.option("--plugins", multiple=True, is_eager=True, expose_value=False, metavar="DIR",
+              callback=_start_plugins, help=PLUGINS_HELP)
 def cli() -> None:
     """Solve and benchmark optimization problems on interchangeable autodiff backends."""
 
