@@ -134,7 +134,7 @@ def test_expanding_keys_no_run_before_it_is_needed(monkeypatch, registry, tmp_pa
 
     ran = []
 
-    def run_one(spec, campaign, campaign_id):
+    def run_one(spec, *args):
         ran.append(spec.seed)
         if len(ran) == 3:
             raise KeyboardInterrupt
