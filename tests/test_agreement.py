@@ -20,6 +20,9 @@ import pytest
 from optbench import api
 from optbench.core.params import resolve
 
+# Under pytest-xdist the module's tests stay on one worker, which runs its fixtures once.
+pytestmark = pytest.mark.xdist_group("agreement")
+
 ARGS = ["run", "--backend", "all", "--dtype", "float64", "--steps", "300", "--seed", "7",
         "--format", "json"]
 FIELDS = ("problem", "problem_params", "backend", "device", "dtype", "optimizer",

@@ -35,6 +35,10 @@ from optbench.core.record import STATUSES, RunRecord
 from optbench.results import ResultsStore, run_key
 from records import read_records, strict_json, wait_for_lines
 
+# Under pytest-xdist the module's tests stay on one worker, which runs its 81-run
+# campaign fixture once.
+pytestmark = pytest.mark.xdist_group("bench")
+
 GRID = ["--problem", "regression,puzzle,rosenbrock", "--backend", "torch,autograd,fd",
         "--optimizer", "nadam,adam,lbfgs", "--seeds", "3"]
 STEPS = ["--steps", "200"]

@@ -55,6 +55,11 @@ from daskcluster import (
 )
 from optbench.bench import executors
 
+# Dask clusters: one worker of pytest-xdist runs test_distributed and test_dask_faults
+# in turn, so that two clusters never compete for the two cores (their waits are hang
+# detectors, not speed targets, but a cluster per core halves every margin).
+pytestmark = pytest.mark.xdist_group("dask")
+
 
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory) -> dict[str, dict]:

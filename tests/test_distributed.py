@@ -51,6 +51,10 @@ from daskcluster import (
     running_cluster,
 )
 
+# Dask clusters: one worker of pytest-xdist runs test_distributed and test_dask_faults
+# in turn, so that two clusters never compete for the two cores.
+pytestmark = pytest.mark.xdist_group("dask")
+
 
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory) -> dict[str, dict]:

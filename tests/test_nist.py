@@ -24,6 +24,10 @@ import optbench
 from optbench.api import plan
 from optbench.problems.polynomial_basis import REFINE_WITHIN, OrthogonalInstance
 
+# Under pytest-xdist the module's tests stay on one worker: its fixture measures every
+# forced BLAS path once (subprocesses, ~30 s), and would otherwise run once per worker.
+pytestmark = pytest.mark.xdist_group("nist")
+
 needs_nist = pytest.mark.skipif(nist_dir() is None,
                                 reason="../shared/data/nist is not beside this checkout")
 

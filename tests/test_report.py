@@ -27,6 +27,10 @@ from optbench import report
 from optbench.report import page as page_module
 from optbench.report.data import task_of
 
+# Under pytest-xdist the module's tests stay on one worker, which builds its campaign
+# fixtures once.
+pytestmark = pytest.mark.xdist_group("report")
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMAGES_JS = ("JSON.stringify(Array.from(document.images).map(i => ({complete: i.complete, "
              "width: i.naturalWidth, height: i.naturalHeight, "
