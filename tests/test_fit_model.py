@@ -3,6 +3,8 @@ residuals lhs − rhs (weighted by 1/σ), and the CSV tables it reads."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -166,3 +168,42 @@ def test_tables_in_memory_follow_the_same_rules():
         table_from_columns({"x": [1, np.nan]})
     with pytest.raises(UsageError, match="1-D array of numbers"):
         table_from_columns({"x": ["a", "b"]})
+
+
+# ---------------------------------------------------------------------------------------
+# expr: a start given as a list, variables in an order that is not their natural one
+# ---------------------------------------------------------------------------------------
+
+
+def test_expr_warns_when_a_list_x0_meets_names_out_of_natural_order(capsys, tmp_path):
+    from clitools import run_main
+
+    # Before: --x0 1,2 silently set b2=1, b1=2 (order of appearance). Now a warning says so.
+    code, out, err = run_main(capsys, "run", "--problem", "expr", "-P",
+                              "objective=(b2-1)^2 + (b1-2)^2", "--x0", "1,2", "--optimizer",
+                              "lbfgs", "--format", "json")
+    assert code == 0
+    assert json.loads(out)[0]["variables"] == ["b2", "b1"]
+    warning = [line for line in err.splitlines() if "warning" in line]
+    assert warning == ["optbench: warning: --x0 is a list, matched to the variables in order "
+                       "of appearance (b2, b1), not in natural order (b1, b2); declare the "
+                       "order to be sure: -P variables=b1,b2"]
+    toml = tmp_path / "p.toml"
+    toml.write_text('objective = "(b2-1)^2 + (b1-2)^2"\nx0 = [0, 1]\n')
+    code, out, err = run_main(capsys, "run", "--problem", "expr", "-P", f"file={toml}",
+                              "--optimizer", "lbfgs", "--format", "json")
+    assert code == 0
+    assert 'declare the order to be sure: variables = ["b1", "b2"]' in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["-P", "objective=(b1-1)^2 + (b2-2)^2", "--x0", "1,2"],  # natural order already
+    ["-P", "objective=(b2-1)^2 + (b1-2)^2", "-P", "variables=b2,b1", "--x0", "1,2"],
+    ["-P", "objective=(b2-1)^2 + (b1-2)^2"],  # drawn from the seed: no list given
+])
+def test_expr_does_not_warn_otherwise(capsys, argv):
+    from clitools import run_main
+
+    code, _, err = run_main(capsys, "run", "--problem", "expr", *argv, "--optimizer", "lbfgs",
+                            "--format", "json")
+    assert code == 0 and "warning" not in err

@@ -114,8 +114,9 @@ def check_start(fp: FitPlan) -> None:
     if bad.size:
         i = int(bad[0])
         start = ", ".join(f"{n}={v:.6g}" for n, v in zip(fp.model.parameters, x0, strict=True))
+        shown = tuple(c for c in fp.table.names if c in fp.model.columns)  # header order
         raise UsageError(f"the model is not finite at the start ({start}): at "
-                         f"{fp.table.where(i)} ({fp.table.row_text(i, fp.model.columns)}) "
+                         f"{fp.table.where(i)} ({fp.table.row_text(i, shown)}) "
                          f"lhs - rhs = {r[i]}; give a start where it is, with --x0 "
                          f"({bad.size} of {r.size} points are not finite)")
 

@@ -97,7 +97,13 @@ def fit_statistics(r: Any, jacobian: Any, parameters: Sequence[str], estimates: 
         cov = np.full((p, p), math.nan)
         rank, lost = 0, list(parameters)
     else:
-        _, sv, vt = np.linalg.svd(J, full_matrices=True)
+        # The thin SVD: U is n × min(n, p), never n × n (a million points would ask for
+        # terabytes). With fewer points than parameters Vᵀ lacks rows: complete it from the
+        # full SVD of JᵀJ's size (p × p), which is small.
+        if n >= p:
+            _, sv, vt = np.linalg.svd(J, full_matrices=False)
+        else:
+            _, sv, vt = np.linalg.svd(J, full_matrices=True)
         sv_full = np.zeros(p)
         sv_full[:sv.size] = sv
         cutoff = (sv_full[0] if p else 0.0) * max(n, p) * np.finfo(np.float64).eps
