@@ -4,6 +4,7 @@ squares), the record, the options, and every bad input refused with one line."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -94,8 +95,7 @@ def test_a_straight_line_has_the_closed_form_standard_errors_of_ordinary_least_s
 
 
 def run_main_json(*argv):
-    """`optbench ARGV` in a subprocess-free way for JSON: (status, parsed stdout, stderr)."""
-    import contextlib
+    """`optbench ARGV` in-process, for JSON: (status, parsed stdout, stderr)."""
     import io
 
     from optbench.cli.main import main
@@ -330,3 +330,50 @@ def test_a_fifo_is_refused(tmp_path, capsys):
     os.mkfifo(fifo)
     assert_usage_error(*run_main(capsys, "fit", "y = b1*x", "--data", str(fifo)),
                        "not a regular file")
+
+
+# ---------------------------------------------------------------------------------------
+# A user's first fit, from the README as written
+# ---------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_fit() -> tuple[list[str], str]:
+    """The README's commands of "Fit a model to your data" and the output it shows."""
+    section = (ROOT / "README.md").read_text().split("## Fit a model to your data", 1)[1]
+    blocks = section.split("```")
+    commands = [line for line in blocks[1].strip().splitlines() if line.strip()]
+    return commands, blocks[3].strip()
+
+
+def _numbers(text: str) -> list[float]:
+    """The numbers of the parameter rows and of the RSS line."""
+    rows = [line for line in text.splitlines()
+            if line.split()[:1] and line.split()[0] in ("a", "c", "k", "RSS")]
+    out = []
+    for row in rows:
+        for token in row.replace("%", "").split():
+            with contextlib.suppress(ValueError):  # the words between the numbers
+                out.append(float(token))
+    return out
+
+
+def test_the_readme_fit_runs_as_written():
+    import shlex
+
+    commands, shown = _readme_fit()
+    assert commands[0] == "cd examples/fit"
+    argv = shlex.split(commands[1])
+    assert argv[0] == "optbench"
+    proc = subprocess.run([sys.executable, "-m", "optbench", *argv[1:]], cwd=ROOT / "examples"
+                          / "fit", capture_output=True, text=True, timeout=HANG_S,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    got, expected = _numbers(proc.stdout), _numbers(shown)
+    assert len(expected) == 3 * 3 + 4  # three parameter rows, the summary line
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # The model's truth: y = 5·exp(−0.4·t) + 1 with noise of sd 0.05.
+    estimates = dict(zip("ack", got[0:9:3], strict=True))
+    assert abs(estimates["a"] - 5) < 0.2 and abs(estimates["k"] - 0.4) < 0.02
+    assert abs(estimates["c"] - 1) < 0.1
