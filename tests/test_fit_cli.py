@@ -377,3 +377,46 @@ def test_the_readme_fit_runs_as_written():
     estimates = dict(zip("ack", got[0:9:3], strict=True))
     assert abs(estimates["a"] - 5) < 0.2 and abs(estimates["k"] - 0.4) < 0.02
     assert abs(estimates["c"] - 1) < 0.1
+
+
+# ---------------------------------------------------------------------------------------
+# Where J comes from
+# ---------------------------------------------------------------------------------------
+
+
+def test_jacobian_at_takes_the_backends_own_where_it_has_one(tmp_path):
+    from optbench.fitting.jacobian import jacobian_at
+
+    fp = plan_fit("y = b1*(1-exp(-b2*x))", write(tmp_path, MISRA), CERTIFIED, backend="fd")
+    data, x = fp.plan.instance.data, np.array(CERTIFIED)
+    r, J = jacobian_at(fp.problem, data, x)  # numpy: complex step
+    xs = np.array(fp.table.columns["x"])
+    closed = np.column_stack([-(1 - np.exp(-x[1] * xs)), -x[0] * xs * np.exp(-x[1] * xs)])
+    np.testing.assert_allclose(J, closed, rtol=1e-14)
+
+    class Own:  # an objective of the issue-15 Backend contract
+        dtype = "float64"
+
+        def from_numpy(self, a):
+            return a
+
+        def to_numpy(self, a):
+            return a
+
+        def residuals_and_jacobian(self, point):
+            return r + 1.0, J * 2.0
+
+    r2, J2 = jacobian_at(fp.problem, data, x, Own())
+    np.testing.assert_array_equal(J2, J * 2.0)
+    np.testing.assert_array_equal(r2, r + 1.0)
+
+
+def test_a_model_that_is_not_analytic_falls_back_to_central_differences(tmp_path):
+    from optbench.fitting.jacobian import jacobian_at
+
+    fp = plan_fit("y = b1*abs(x - b2)", write(tmp_path, "x,y\n1,2\n2,1\n4,3\n"), [1.0, 2.5],
+                  backend="fd")
+    assert not fp.model.analytic
+    _, J = jacobian_at(fp.problem, fp.plan.instance.data, np.array([1.0, 2.5]),
+                       analytic=fp.model.analytic)
+    np.testing.assert_allclose(J, [[-1.5, -1.0], [-0.5, -1.0], [-1.5, 1.0]], rtol=1e-8)

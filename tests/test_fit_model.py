@@ -207,3 +207,13 @@ def test_expr_does_not_warn_otherwise(capsys, argv):
     code, _, err = run_main(capsys, "run", "--problem", "expr", *argv, "--optimizer", "lbfgs",
                             "--format", "json")
     assert code == 0 and "warning" not in err
+
+
+def test_too_many_columns_and_an_overlong_line_are_refused(tmp_path):
+    from optbench.problems import datatable
+
+    names = ",".join(f"c{i}" for i in range(datatable.MAX_COLUMNS + 1))
+    with pytest.raises(UsageError, match=f"the limit is {datatable.MAX_COLUMNS}"):
+        read_table(write(tmp_path, names + "\n"))
+    with pytest.raises(UsageError, match="line 2 is longer than"):
+        read_table(write(tmp_path, "x,y\n1," + "1" * (datatable.MAX_LINE + 1) + "\n"))

@@ -17,6 +17,7 @@ import click
 from optbench.cli.options import FORMATS, RegistryName
 from optbench.cli.streams import emit
 from optbench.errors import UsageError
+from optbench.fitting import DEFAULT_METHOD, DEFAULT_STEPS
 
 FILE_KEYS = ("equation", "data", "parameters", "x0", "sigma", "method", "backend", "dtype",
              "tol", "steps", "seed", "format", "plot")
@@ -94,7 +95,7 @@ def _check_name(kind: str, value: str | None, many: bool = False) -> Any:
 @click.option("--sigma", default=None, metavar="COLUMN",
               help="a column of standard deviations: residuals divided by it (weights 1/σ²)")
 @click.option("--method", type=RegistryName("optimizer"), default=None,
-              help="the optimizer [default: lbfgs]")
+              help=f"the optimizer [default: {DEFAULT_METHOD}]")
 @click.option("--backend", type=RegistryName("backend", allow_all=True, many=True),
               default=None, help="a backend, a comma-separated list, or 'all' "
               "[default: torch]")
@@ -102,7 +103,8 @@ def _check_name(kind: str, value: str | None, many: bool = False) -> Any:
               help="[default: float64]")
 @click.option("--tol", type=float, default=None, help="the optimizer's stop tolerance on the "
               "gradient norm [default: its own test]")
-@click.option("--steps", type=int, default=None, help="at most this many steps [default: 1000]")
+@click.option("--steps", type=int, default=None,
+              help=f"at most this many steps [default: {DEFAULT_STEPS}]")
 @click.option("--seed", type=int, default=None, help="draws the start [default: 0]")
 @click.option("--format", "fmt", type=FORMATS, default=None, help="table or json "
               "[default: table]")
@@ -121,7 +123,7 @@ def fit(equation, data, parameters, x0, sigma, method, backend, dtype, tol, step
     parameter. Prints each parameter's estimate and standard error, the residual sum of
     squares, the residual standard deviation and R².
     """
-    from optbench.fitting.run import DEFAULT_METHOD, parse_x0, plan_fit, run_fit
+    from optbench.fitting.run import parse_x0, plan_fit, run_fit
 
     given = {"equation": equation, "data": data, "parameters": parameters,
              "x0": parse_x0(x0), "sigma": sigma, "method": method,

@@ -15,22 +15,25 @@ from typing import Any
 import numpy as np
 
 
-def jacobian_at(problem: Any, data: Mapping[str, Any], x: Any, objective: Any = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(r, J) at x, float64: r the residuals (m,), J = dr/dx (m, p)."""
+def jacobian_at(problem: Any, data: Mapping[str, Any], x: Any, objective: Any = None,
+                analytic: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(r, J) at x, float64: r the residuals (m,), J = dr/dx (m, p). `analytic`: False
+    where the residuals use a function complex step cannot differentiate (abs)."""
     x = np.asarray(x, dtype=np.float64)
     own = getattr(objective, "residuals_and_jacobian", None)
     if own is not None and getattr(objective, "dtype", None) == "float64":
         r, J = own(objective.from_numpy(x))
         return (np.asarray(objective.to_numpy(r), dtype=np.float64),
                 np.asarray(objective.to_numpy(J), dtype=np.float64))
-    return _numpy_jacobian(problem, data, x)
+    return _numpy_jacobian(problem, data, x, analytic)
 
 
-def _numpy_jacobian(problem: Any, data: Mapping[str, Any], x: np.ndarray
+def _numpy_jacobian(problem: Any, data: Mapping[str, Any], x: np.ndarray, analytic: bool
                     ) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(all="ignore"):
         r = np.asarray(problem.residuals(x, data, np), dtype=np.float64)
+        if not analytic:
+            return r, _central(problem, data, x, r)
         J = np.empty((r.size, x.size))
         h = 1e-20  # complex step: Im r(x + ih·e_k)/h = ∂r/∂x_k + O(h²), no cancellation
         for k in range(x.size):

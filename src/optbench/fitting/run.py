@@ -17,11 +17,9 @@ import numpy as np
 
 from optbench.core import RunRecord
 from optbench.errors import UsageError
+from optbench.fitting import DEFAULT_METHOD, DEFAULT_STEPS
 from optbench.problems.datatable import Table, read_table, table_from_columns
 from optbench.problems.model import Model, ModelProblem, column_key
-
-DEFAULT_METHOD = "lbfgs"  # issue 15: becomes "lm" once the least-squares solvers land
-DEFAULT_STEPS = 1000
 
 
 @dataclass
@@ -169,12 +167,15 @@ def statistics(fp: FitPlan, x: Sequence[float], backend: Any = None) -> Any:
         return None
     data = fp.plan.instance.data
     objective = None
-    if backend is not None and hasattr(backend, "prepare"):
-        try:  # the backend's own Jacobian, where it has one (float64 only)
+    # The backend's own Jacobian where it has one and it is exact (automatic
+    # differentiation, complex step): finite differences' truncation error would go into
+    # the standard errors, where numpy's complex step (jacobian_at's own) has none.
+    if getattr(backend, "differentiation", None) == "exact":
+        try:
             objective = backend.prepare(fp.problem, data, dtype="float64", device=fp.plan.device)
         except Exception:
             objective = None
-    r, J = jacobian_at(fp.problem, data, x, objective)
+    r, J = jacobian_at(fp.problem, data, x, objective, analytic=fp.model.analytic)
     return fit_statistics(r, J, fp.model.parameters, x, response_of(fp),
                           data.get("_weights"))
 

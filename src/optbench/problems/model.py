@@ -60,6 +60,16 @@ class Model:
     response: Expression | None
     sigma: str | None = None
 
+    @property
+    def analytic(self) -> bool:
+        """False where the equation calls abs: complex step cannot differentiate it (and
+        says nothing: abs(z) is real, but b*abs(x - c) is complex again)."""
+        def calls_abs(node: Any) -> bool:
+            return ((node.op == "call" and node.value == "abs")
+                    or any(calls_abs(a) for a in node.args))
+
+        return not calls_abs(self.residual.tree)
+
     def residuals(self, values: Sequence[Any], columns: Sequence[Any], weights: Any,
                   xp: Any) -> Any:
         r = self.residual([*values, *columns], xp)
