@@ -420,3 +420,21 @@ def test_a_model_that_is_not_analytic_falls_back_to_central_differences(tmp_path
     _, J = jacobian_at(fp.problem, fp.plan.instance.data, np.array([1.0, 2.5]),
                        analytic=fp.model.analytic)
     np.testing.assert_allclose(J, [[-1.5, -1.0], [-0.5, -1.0], [-1.5, 1.0]], rtol=1e-8)
+
+
+@pytest.mark.parametrize("toml, fragment", [
+    ('equation = "y = b1*x"\ndata = "p.csv"\ncolour = "red"\n', "unknown key 'colour'"),
+    ('equation = "y = b1*x"\ndata = "p.csv"\nsteps = "ten"\n', "steps = 'ten' is not "
+                                                               "accepted: expected an integer"),
+    ('equation = "y = b1*x"\ndata = "p.csv"\nx0 = [1]\n', "x0 must be a table"),
+    ('equation = "y = b1*x"\ndata = "p.csv"\nbackend = "nope"\n', "unknown backend 'nope'"),
+    ('equation = "y = b1*x"\ndata = "p.csv"\nmethod = "nope"\n', "unknown optimizer 'nope'"),
+    ('equation = "y = b1*x"\ndata = "p.csv"\nformat = "xml"\n', "format='xml' is not"),
+    ('equation = "y = b1*x"\ndata = "missing.csv"\n', "missing.csv: no such file"),
+    ('equation = "y = b1*x\n', "not valid TOML"),
+])
+def test_a_bad_fit_file_is_one_line(tmp_path, capsys, toml, fragment):
+    write(tmp_path, "x,y\n1,2\n2,4\n", "p.csv")
+    (tmp_path / "fit.toml").write_text(toml)
+    assert_usage_error(*run_main(capsys, "fit", "--file", str(tmp_path / "fit.toml")),
+                       fragment)

@@ -217,3 +217,16 @@ def test_too_many_columns_and_an_overlong_line_are_refused(tmp_path):
         read_table(write(tmp_path, names + "\n"))
     with pytest.raises(UsageError, match="line 2 is longer than"):
         read_table(write(tmp_path, "x,y\n1," + "1" * (datatable.MAX_LINE + 1) + "\n"))
+
+
+def test_rows_beyond_the_memory_available_are_refused_as_they_are_read(tmp_path,
+                                                                        monkeypatch):
+    from optbench import memory
+    from optbench.problems import datatable
+
+    monkeypatch.setattr(memory, "available", lambda: 10 * datatable.bytes_per_row(2))
+    path = write(tmp_path, "x,y\n" + "1,2\n" * 11)
+    with pytest.raises(UsageError, match="more than 10 rows, which would need more than"):
+        read_table(path)
+    path = write(tmp_path, "x,y\n" + "1,2\n" * 10)
+    assert read_table(path).n_rows == 10

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from optbench import memory
 from optbench.errors import UsageError
 from optbench.userfiles import open_text
 
@@ -28,6 +29,12 @@ MAX_ROWS = 1_000_000  # the Jacobian of a fit holds rows × parameters numbers
 MAX_LINE = 1 << 20  # characters: a longer line is refused as it is read, never held whole
 
 HEADER_EXAMPLE = "a header of column names first, e.g. x,y"
+
+
+def bytes_per_row(n_columns: int) -> int:
+    """What a fit holds per row: the table, the backends' copies of the columns used, the
+    residuals and their temporaries, a row of the Jacobian; generously."""
+    return 8 * (4 * n_columns + 32)
 
 
 @dataclass(frozen=True)
@@ -139,16 +146,24 @@ def read_table(path: str, source: str | None = None) -> Table:
     names: list[str] | None = None
     columns: list[array] = []
     lines = array("q")
+    max_rows = MAX_ROWS
     for line, cells in rows:
         if names is None:
             names = _header(line, cells, source)
             columns = [array("d") for _ in names]
+            # Refused as it is read, before the columns outgrow the memory there is.
+            max_rows = min(MAX_ROWS, memory.available() // bytes_per_row(len(names)))
             continue
         if len(cells) != len(names):
             raise UsageError(f"{source}: line {line} has {len(cells)} cells; expected "
                              f"{len(names)}, one for each of {', '.join(names)}")
-        if len(lines) >= MAX_ROWS:
-            raise UsageError(f"{source}: more than {MAX_ROWS} rows; the limit is {MAX_ROWS}")
+        if len(lines) >= max_rows:
+            if max_rows == MAX_ROWS:
+                raise UsageError(f"{source}: more than {MAX_ROWS} rows; the limit is "
+                                 f"{MAX_ROWS}")
+            raise UsageError(f"{source}: more than {max_rows} rows, which would need more "
+                             f"than the {memory.human(memory.available())} of memory "
+                             "available to optbench")
         for name, cell, column in zip(names, cells, columns, strict=True):
             try:
                 value = float(cell)
