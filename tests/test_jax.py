@@ -32,6 +32,7 @@ from optbench.errors import UsageError
 from optbench.plugins import get_registry
 from optbench.runner import stopping
 from optbench.runner.loop import optimize
+from optbench.testing._common import MODEL_PARAMS
 
 TOL = 1e-12  # relative, float64: the same arithmetic as torch and autograd, up to rounding
 EXACT = ("torch", "autograd")
@@ -52,6 +53,7 @@ PROBLEMS = [
     ("expr", {"objective": "(1-x)^2 + 100*(y-x^2)^2"}),
     ("expr", {"objective": "exp(x/3) + sin(y)*x + sqrt(x^2 + y^2 + 1) - log(2 + cos(z)) "
                            "+ tanh(x*z) + cosh(y/4) + abs(z - 3)"}),
+    ("model", MODEL_PARAMS),
 ]
 IDS = [f"{name}-{i}" for i, (name, _) in enumerate(PROBLEMS)]
 

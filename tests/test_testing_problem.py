@@ -24,7 +24,7 @@ BUILTIN = [n for n in get_registry().names("problem")
 
 def test_every_builtin_problem_is_covered():
     assert set(BUILTIN) == {"regression", "puzzle", "expr", "rosenbrock", "beale", "booth",
-                            "himmelblau", "quadratic"}
+                            "himmelblau", "quadratic", "model"}
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -33,7 +33,7 @@ def test_every_check_passes_on_every_builtin_problem(name):
     assert [r.name for r in report.results] == list(PROBLEM_CHECKS)
     assert report.ok, str(report)
     skipped = {r.name for r in report.results if r.skipped}
-    assert skipped == ({"reference"} if name == "expr" else set()), str(report)
+    assert skipped == ({"reference"} if name in ("expr", "model") else set()), str(report)
     assert report.plugin.startswith("optbench.problems.")
     usable = [b for b in ("torch", "autograd", "fd")
               if get_registry().get("backend", b).available() is None]

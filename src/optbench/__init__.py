@@ -82,4 +82,22 @@ def grad(fun, at, *, backend=None, dtype="float64", device="cpu"):
     return _grad(fun, at, backend=backend, dtype=dtype, device=device)
 
 
-__all__ = ["__version__", "bench", "grad", "hookimpl", "minimize", "solve"]
+def fit(equation, data, x0=None, **options):
+    """Fit a model to data and return its record (`.x`, `.status`, `.fit`...).
+
+    equation: "y = b1*(1-exp(-b2*x))", relating columns of the data and parameters (every
+    name that is not a column), ordered by `parameters` or else naturally (b1, b2, ..., b10).
+    data: a path to a CSV file with a header, a dict of 1-D arrays, or a pandas DataFrame.
+    x0: {name: value} (names left out are drawn from the seed), or a list in parameter
+    order. Options as `optbench fit`'s: parameters, sigma (a column of standard
+    deviations), method, backend (a name: one record; a list or "all": a list of them),
+    dtype, device, tol, steps, seed, method_params (dict). `.fit` holds parameters,
+    estimates, stderr, covariance, rss, dof, r2 and more (see `optbench fit --format json`).
+    Bad input raises `UsageError`.
+    """
+    from optbench.fitting.run import fit as _fit
+
+    return _fit(equation, data, x0, **options)
+
+
+__all__ = ["__version__", "bench", "fit", "grad", "hookimpl", "minimize", "solve"]

@@ -128,6 +128,9 @@ def plan(problem: str | Problem = "regression",
         _check(start.ndim == 1 and start.size == n and bool(np.all(np.isfinite(start))),
                f"x0 has {start.size} values; {expected}")
         instance = dataclasses.replace(instance, x0=instance.from_user(start))
+        warn_order = getattr(prob, "warn_list_order", None)  # expr: the order of a list
+        if warn_order is not None:
+            warn_order(p_params)
     reference = prob.reference(instance)
     return Plan(prob, p_params, instance, reference, opt, hp, method,
                 backends, unavailable, steps, seed, dtype, device, tol, max_time, compile)

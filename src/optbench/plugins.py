@@ -40,6 +40,7 @@ BUILTIN_PLUGINS = (
     "optbench.problems.puzzle",
     "optbench.problems.classic",
     "optbench.problems.expression",
+    "optbench.problems.model",
     "optbench.optimizers.adam",
     "optbench.optimizers.nadam",
     "optbench.optimizers.sgd",

@@ -15,6 +15,7 @@ import click
 
 from optbench import __version__
 from optbench.cli import campaigns, check, equations
+from optbench.cli import fit as fitting
 from optbench.cli.options import FORMATS, RegistryName, parse_numbers
 from optbench.cli.streams import emit
 
@@ -233,4 +234,5 @@ cli.add_command(campaigns.bench)
 cli.add_command(campaigns.report)
 cli.add_command(equations.grad)
 cli.add_command(check.check)
+cli.add_command(fitting.fit)
 

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     import contextlib
+    import warnings
 
     import click
 
@@ -35,7 +36,11 @@ def _main(argv: list[str] | None) -> None:
     # itself: left alone.
     completing = "_OPTBENCH_COMPLETE" in os.environ
     try:
-        with contextlib.nullcontext() if completing else results_only():
+        with contextlib.nullcontext() if completing else results_only(), \
+                warnings.catch_warnings():
+            # A warning is one line, as every message of the command line ("optbench:
+            # warning: ..."), not Python's two with the source line.
+            warnings.showwarning = _show_warning
             code = cli.main(args=argv, prog_name="optbench", standalone_mode=False)
     except (Interrupted, click.exceptions.Abort):
         _interrupted()
@@ -50,6 +55,10 @@ def _main(argv: list[str] | None) -> None:
             raise
         fail(1, f"{type(exc).__name__}: {_one_line(str(exc))} (OPTBENCH_DEBUG=1 shows where)")
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    _say(f"optbench: warning: {_one_line(str(message))}")
 
 
 def _interrupted() -> None:

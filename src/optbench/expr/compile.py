@@ -17,6 +17,7 @@ from typing import Any
 from optbench.expr.errors import ParseError
 from optbench.expr.parse import (
     MAX_VARIABLES,
+    XP_NAMES,
     Node,
     fold,
     parse_expression,
@@ -48,6 +49,9 @@ def _compile(node: Node, index: dict[str, int], text: str, in_product: bool = Fa
         return (lambda v, xp: -a(v, xp)) if op == "neg" else a
     if op == "call":
         a, name = _compile(args[0], index, text), node.value
+        if name in XP_NAMES:
+            names = XP_NAMES[name]
+            return lambda v, xp: xp_function(xp, names)(a(v, xp))
         return lambda v, xp: getattr(xp, name)(a(v, xp))
     # The operands of a product are part of it (checked with it), except a divisor that
     # holds variables: its own constant factors do not fold into the product's.
@@ -68,6 +72,16 @@ def _compile(node: Node, index: dict[str, int], text: str, in_product: bool = Fa
     if op == "/":
         return lambda v, xp: a(v, xp) / b(v, xp)
     return lambda v, xp: a(v, xp) ** b(v, xp)
+
+
+def xp_function(xp: Any, names: tuple[str, ...]) -> Any:
+    """The first of `names` that the namespace has (see parse.XP_NAMES)."""
+    for name in names:
+        fn = getattr(xp, name, None)
+        if fn is not None:
+            return fn
+    raise AttributeError(f"the array namespace {getattr(xp, '__name__', xp)!r} has none of "
+                         f"{', '.join(names)}")
 
 
 def _factor(node: Node) -> float:

@@ -47,6 +47,12 @@ def _split(text: str) -> tuple[str, int]:
     return text[:at], at + width
 
 
+def sides(text: str) -> tuple[str, str]:
+    """The texts of an equation's left and right sides (ParseError without one '=')."""
+    lhs, rhs_at = _split(text)
+    return lhs, text[rhs_at:]
+
+
 @dataclass(frozen=True)
 class Equation:
     text: str
@@ -149,3 +155,13 @@ def as_expression(text: str, variables: Sequence[str] | None = None) -> Expressi
     from optbench.expr.compile import compile_expression
 
     return compile_expression(text, variables)
+
+
+def compile_equation(text: str, variables: Sequence[str] | None = None) -> Expression:
+    """One equation's residual, lhs − rhs, compiled as an Expression over `variables` (its
+    names in this order; default: order of first appearance). What a model fitted to data
+    evaluates at every point at once, data columns being variables holding arrays."""
+    equation = parse_equation(text)
+    order = _order(variables_of(equation.residual), variables, text)
+    fn = _compile(equation.residual, {v: i for i, v in enumerate(order)}, text)
+    return Expression(text, equation.residual, order, fn)

@@ -29,7 +29,16 @@ MAX_VARIABLES = 256
 MAX_CONSTANT = 1e100
 MAX_EXPONENT = 1_000
 
-FUNCTIONS = ("sin", "cos", "tan", "exp", "log", "sqrt", "abs", "tanh", "sinh", "cosh")
+FUNCTIONS = ("sin", "cos", "tan", "exp", "log", "sqrt", "abs", "tanh", "sinh", "cosh",
+             "atan", "arctan", "asin", "acos", "log10", "log1p", "expm1")
+# The function of each language name in an array namespace, names tried in order: the
+# language's own (the array API standard's, which numpy >= 2, torch and jax.numpy have),
+# then numpy's older spelling (numpy 1.x, autograd over it). `arctan` is a synonym of
+# `atan`. Names not listed are the same in every namespace.
+XP_NAMES = {"atan": ("atan", "arctan"), "arctan": ("arctan", "atan"),
+            "asin": ("asin", "arcsin"), "acos": ("acos", "arccos")}
+# The same in Python's math module, for folding constant parts.
+_MATH_NAMES = {"abs": "fabs", "arctan": "atan"}
 CONSTANTS = {"pi": math.pi, "e": math.e}
 
 _BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
@@ -257,7 +266,7 @@ def fold(node: Node) -> float:
         v = fold(node.args[0])
         return -v if node.op == "neg" else v
     if node.op == "call":
-        return float(getattr(math, "fabs" if node.value == "abs" else node.value)(
+        return float(getattr(math, _MATH_NAMES.get(node.value, node.value))(
             fold(node.args[0])))
     if node.op in _FOLD:
         result = _FOLD[node.op](fold(node.args[0]), fold(node.args[1]))

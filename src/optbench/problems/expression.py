@@ -11,7 +11,8 @@ problem.toml:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,23 @@ def numbers_list(value: Any, n: int, where: str) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
+def natural_order_of(names: Sequence[str]) -> tuple[str, ...]:
+    from optbench.problems.model import natural_order
+
+    return natural_order(names)
+
+
+def warn_list_order(variables: Sequence[str], what: str, how: str) -> None:
+    """Variables undeclared are taken in order of appearance: a list-valued start then
+    lands on them in that order, which is a trap where it is not their natural order
+    (b4 before b3). Warn, naming both orders."""
+    natural = natural_order_of(variables)
+    if tuple(variables) != natural:
+        warnings.warn(f"{what} is a list, matched to the variables in order of appearance "
+                      f"({', '.join(variables)}), not in natural order ({', '.join(natural)}); "
+                      f"declare the order to be sure: {how}", UserWarning, stacklevel=3)
+
+
 class ExpressionProblem(Problem):
     name = "expr"
     description = "minimize an expression, e.g. -P 'objective=(1-x)^2 + 100*(y-x^2)^2'"
@@ -88,7 +106,19 @@ class ExpressionProblem(Problem):
             raise UsageError(f"objective={text!r} has no variable to minimize over")
         if x0 is not None:
             x0 = numbers_list(x0, len(expression.variables), str(params["file"]))
+            if variables is None:
+                natural = natural_order_of(expression.variables)
+                warn_list_order(expression.variables, f"{params['file']}: x0",
+                                "variables = [" + ", ".join(f'"{n}"' for n in natural) + "]")
         return expression, x0
+
+    def warn_list_order(self, params: Mapping[str, Any], what: str = "--x0") -> None:
+        """Called when a start is given as a list (api.plan, for --x0): warn where it is
+        matched to the variables in an order that is not their natural one."""
+        if params["variables"] is None and params["file"] is None:
+            variables = self._load(params)[0].variables
+            warn_list_order(variables, what,
+                            f"-P variables={','.join(natural_order_of(variables))}")
 
     def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
         return self._load(params)[0].variables

@@ -27,8 +27,52 @@ BUILTIN_PREFIX = "optbench."
 # expression language (all of them analytic, so complex-step backends may pass it too).
 EXPR_OBJECTIVE = ("(1 - x)^2 + 100*(y - x^2)^2 + exp(z/4)*sin(x*z) + log(1 + y^2)*cos(z)"
                   " + tanh(x - y)/2 + sqrt(1 + z^2) + sinh(z/3)*cosh(y/5)")
-CASE_PARAMS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+
+
+class _ModelData(Mapping[str, Any]):
+    """`model` reads its data from a file: NIST's Misra1a (public domain, 14 points), written
+    to a temporary CSV when the parameters are first read (removed when the process ends),
+    so that importing the kit writes nothing."""
+
+    X = (77.6, 114.9, 141.1, 190.8, 239.9, 289.0, 332.8, 378.4, 434.8, 477.3, 536.8, 593.1,
+         689.1, 760.0)
+    Y = (10.07, 14.73, 17.94, 23.93, 29.61, 35.18, 40.02, 44.82, 50.76, 55.05, 61.01, 66.40,
+         75.47, 81.78)
+
+    def __init__(self) -> None:
+        self._params: dict[str, Any] | None = None
+
+    def _get(self) -> dict[str, Any]:
+        if self._params is None:
+            import atexit
+            import shutil
+            import tempfile
+            from pathlib import Path
+
+            folder = Path(tempfile.mkdtemp(prefix="optbench-kit-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            path = folder / "misra1a.csv"
+            path.write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in zip(
+                self.X, self.Y, strict=True)))
+            self._params = {"equation": "y = b1*(1-exp(-b2*x))", "data": str(path)}
+        return self._params
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+MODEL_PARAMS: Mapping[str, Any] = _ModelData()
+"""Parameters of `model` for the checks (and for tests that run every built-in problem)."""
+
+CASE_PARAMS: dict[str, list[tuple[str, Mapping[str, Any]]]] = {
     "expr": [("expr", {"objective": EXPR_OBJECTIVE})],
+    "model": [("model(Misra1a)", MODEL_PARAMS)],
     "rosenbrock": [("rosenbrock(n=4)", {"n": 4})],
     "quadratic": [("quadratic(n=6)", {"n": 6, "kappa": 100.0})],
     # The tutorial's linear system (matrix form) and a nonlinear one (the expression path).

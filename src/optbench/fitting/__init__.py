@@ -1,0 +1,9 @@
+"""Fitting models to data: `optbench fit` and `optbench.fit` (issue 15).
+
+run.py runs the fit (the problem `model` through the usual plan, on each backend) and
+attaches the statistics (statistics.py) computed from the Jacobian at the solution
+(jacobian.py); plot.py draws it. Nothing heavy is imported here.
+"""
+
+DEFAULT_METHOD = "lbfgs"  # issue 15: becomes "lm" once the least-squares solvers land
+DEFAULT_STEPS = 1000
