@@ -48,6 +48,7 @@ class LMState(NamedTuple):
     delta: float  # Δ
     par: float  # λ of the last subproblem (lmpar starts from it)
     done: tuple[str, str] | None
+    refining: ls.Refining | None = None  # converged, now refining (see `refine`)
 
 
 def lmpar(s: np.ndarray, vt: np.ndarray, uf: np.ndarray, delta: float, par: float,
@@ -93,7 +94,8 @@ def lmpar(s: np.ndarray, vt: np.ndarray, uf: np.ndarray, delta: float, par: floa
 
 
 def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
-       factor: float = 100.0, scale: str = "jacobian") -> Method:
+       factor: float = 100.0, scale: str = "jacobian", refine: int = ls.REFINE_STEPS
+       ) -> Method:
     def init(x, xp):
         return LMState(0, None, 0.0, 0.0, None)
 
@@ -122,7 +124,11 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
         delta, par = state.delta, state.par
         if state.diag is None:
             delta = factor * xnorm if xnorm > 0 else factor
-        state = LMState(iteration, diag, delta, par, None)
+        state = LMState(iteration, diag, delta, par, None, state.refining)
+        if state.refining is not None:
+            x_next, refining, verdict = ls.refine(objective, x, x_host, e, diag, eps,
+                                                  state.refining, xtol, refine)
+            return x_next, state._replace(refining=refining, done=verdict), e.f, e.g
 
         gnorm = ls.scaled_gradient(e)
         if gnorm <= gtol:
@@ -163,6 +169,8 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
             x_out = trial if accepted else x
             reason = _verdict(actred, prered, ratio, delta, xnorm, gnorm, ftol, xtol, gtol,
                               eps)
+            if reason is not None and reason[0] == ls.CONVERGED and refine > 0:
+                return x_out, new_state._replace(refining=ls.Refining(reason)), e.f, e.g
             if reason is not None:
                 return x_out, new_state._replace(done=reason), e.f, e.g
             if accepted:
@@ -215,6 +223,9 @@ class LevenbergMarquardt(Optimizer):
               low=0, low_open=True),
         Param("scale", "str", "jacobian", "diagonal scaling D: jacobian (the running "
               "maximum of the column norms, MINPACK's mode 1) or none", choices=SCALES),
+        Param("refine", "int", ls.REFINE_STEPS, "most Gauss-Newton refinement steps after "
+              "the tolerances are met, each kept only where the iteration contracts (0: "
+              "stop where MINPACK stops)", low=0),
     )
 
     def method(self, **hp):
