@@ -9,7 +9,8 @@ halvings. The linear algebra runs on the host in numpy (optbench.optimizers.leas
 What ends a run (done() -> (status, message)):
     converged  the actual and predicted relative reductions of f are <= ftol; the relative
                change of the scaled x is <= xtol; the scaled gradient is <= gtol (MINPACK's
-               tests, as lm has them)
+               tests, as lm has them); then, as lm, up to `refine` Gauss-Newton steps
+               judged by their corrections (optbench.optimizers.least_squares)
     stalled    the line search found no decrease in max_ls halvings; p is not a descent
                direction (the Jacobian is too ill-conditioned at x); J is not finite at x
 Without a trust region, Gauss–Newton can fail where lm does not (a large-residual fit, a
@@ -31,6 +32,7 @@ from optbench.optimizers import least_squares as ls
 class GNState(NamedTuple):
     iteration: int
     done: tuple[str, str] | None
+    refining: ls.Refining | None = None  # converged, now refining (as lm does)
 
 
 def gauss_newton_direction(jac: np.ndarray, r: np.ndarray, colnorms: np.ndarray,
@@ -47,7 +49,7 @@ def gauss_newton_direction(jac: np.ndarray, r: np.ndarray, colnorms: np.ndarray,
 
 
 def gn(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
-       c1: float = 1e-4, max_ls: int = 40) -> Method:
+       c1: float = 1e-4, max_ls: int = 40, refine: int = ls.REFINE_STEPS) -> Method:
     def init(x, xp):
         return GNState(0, None)
 
@@ -65,9 +67,14 @@ def gn(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
             return final(ls.STALLED, "the Jacobian is not finite at x")
         gnorm = ls.scaled_gradient(e)
         if gnorm <= gtol:
-            return final(ls.CONVERGED, f"the residuals are orthogonal to the Jacobian's "
-                         f"columns to gtol={gtol:g} (cosine {gnorm:.3g})")
+            return final(*ls.undetermined((ls.CONVERGED, f"the residuals are orthogonal to "
+                         f"the Jacobian's columns to gtol={gtol:g} (cosine {gnorm:.3g})"), e))
         x_host = ls.host(objective, x).reshape(-1)
+        if state.refining is not None:
+            diag = np.where(e.colnorms > 0, e.colnorms, 1.0)
+            x_next, refining, verdict = ls.refine(objective, x, x_host, e, diag, eps,
+                                                  state.refining, xtol, refine)
+            return x_next, GNState(iteration, verdict, refining), e.f, e.g
         p, q = gauss_newton_direction(e.jac, e.r, e.colnorms, eps)
         f0 = e.fnorm * e.fnorm
         jp = e.jac @ p
@@ -90,13 +97,15 @@ def gn(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
         actred = 1.0 - f1 / f0
         # The linear model's reduction along t·p: (2t·rᵀJp + t²||Jp||²)/f, made positive.
         prered = -(t * slope + t * t * float(jp @ jp)) / f0
-        xnorm = float(np.linalg.norm(diag * trial_host))
+        xnorm = ls.scaled_norm(diag, trial_host, e.colnorms)
         said = []
         if abs(actred) <= ftol and prered <= ftol:
             said.append(f"relative reduction of the sum of squares <= ftol={ftol:g}")
         if t * float(np.linalg.norm(q)) <= xtol * xnorm:
             said.append(f"relative change of x <= xtol={xtol:g}")
-        done = (ls.CONVERGED, " and ".join(said)) if said else None
+        done = ls.undetermined((ls.CONVERGED, " and ".join(said)), e) if said else None
+        if done is not None and done[0] == ls.CONVERGED and refine > 0:
+            return trial, GNState(iteration, None, ls.Refining(done)), e.f, e.g
         if done is None and f0 - f1 <= eps * f0 and t * float(np.linalg.norm(q)) <= (
                 eps * xnorm):
             done = (ls.STALLED, "no further reduction is possible in this precision")
@@ -118,6 +127,9 @@ class GaussNewton(Optimizer):
         Param("c1", "float", 1e-4, "Armijo's sufficient-decrease constant", low=0,
               low_open=True, high=1, high_open=True),
         Param("max_ls", "int", 40, "most halvings of the step in one line search", low=0),
+        Param("refine", "int", ls.REFINE_STEPS, "most Gauss-Newton refinement steps after "
+              "the tolerances are met, judged by the contraction of the corrections (0: "
+              "none)", low=0),
     )
 
     def method(self, **hp):

@@ -94,6 +94,28 @@ def point(objective: Any, x_host: np.ndarray) -> tuple[np.ndarray, Any]:
     return np.asarray(x_host.astype(np.dtype(objective.dtype)), dtype=np.float64), x_b
 
 
+def scaled_norm(diag: np.ndarray, x: np.ndarray, colnorms: np.ndarray) -> float:
+    """||D x|| over the parameters the residuals depend on at x (a nonzero Jacobian
+    column). MINPACK's ||D x|| counts every parameter: one that ran off to 1e51 where the
+    model no longer depends on it (an exponential rate, NIST MGH17 on Gauss-Newton) makes
+    every step "relatively" small, and the xtol test would call that point converged."""
+    scaled = (diag * x)[colnorms > 0]
+    return float(np.sqrt(scaled @ scaled))
+
+
+def undetermined(verdict: tuple[str, str], e: Evaluation) -> tuple[str, str]:
+    """A "converged" verdict where some Jacobian column is zero becomes "stalled": the
+    residuals do not depend on those parameters there (an exponential's rate run off to
+    1e51, say), so the point is stationary only because they are stuck, and nothing
+    determines them."""
+    zero = np.flatnonzero(e.colnorms == 0)
+    if verdict[0] != CONVERGED or zero.size == 0:
+        return verdict
+    names = ", ".join(f"x[{i}]" for i in zero[:8]) + (", ..." if zero.size > 8 else "")
+    return STALLED, (f"{verdict[1]}; but the residuals do not depend on {names} at this "
+                     f"point (zero Jacobian column): not determined, not a fit")
+
+
 def machine_eps(objective: Any) -> float:
     return float(np.finfo(np.dtype(objective.dtype)).eps)
 
@@ -147,14 +169,14 @@ def refine(objective: Any, x: Any, x_host: np.ndarray, e: Evaluation, diag: np.n
     def finish(x_final: Any, steps: int, why: str) -> tuple:
         note = (f"; then {steps} Gauss-Newton refinement step{'s' if steps != 1 else ''} "
                 f"({why})" if steps else "")
-        return x_final, ref, (status, message + note)
+        return x_final, ref, undetermined((status, message + note), e)
 
     back = ref.steps - 1
     if ref.prev_x is not None and not e.fnorm <= ref.prev_fnorm * (1 + math.sqrt(eps)):
         return finish(ref.prev_x, back, "the next one increased the sum of squares")
     q = gauss_newton(e.jac, e.r, diag, eps)
     q_norm = float(np.linalg.norm(q))
-    xnorm = max(float(np.linalg.norm(diag * x_host)), np.finfo(float).tiny)
+    xnorm = max(scaled_norm(diag, x_host, e.colnorms), np.finfo(float).tiny)
     error = math.inf
     if ref.prev_x is not None:
         theta = q_norm / ref.prev_q

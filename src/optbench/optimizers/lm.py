@@ -24,6 +24,9 @@ What ends a run (done() -> (status, message)), lmder's info codes:
     stalled    6, 7, 8: the same tests met at machine precision while the tolerances are
                smaller: no further reduction is possible in this dtype;
                the Jacobian is not finite at x; MAX_TRIALS trials without a reduction
+After a "converged" test, up to `refine` Gauss–Newton steps judged by the contraction of
+their corrections carry x to the digits the tests cannot see (least_squares.refine); the
+message says how many were taken and why they ended. refine=0 stops where lmder stops.
 A non-finite sum of squares at x is returned as f, and the runner ends the run "diverged".
 """
 
@@ -120,7 +123,7 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
             diag = colnorms
         else:
             diag = np.maximum(state.diag, colnorms)
-        xnorm = float(np.linalg.norm(diag * x_host))
+        xnorm = ls.scaled_norm(diag, x_host, e.colnorms)
         delta, par = state.delta, state.par
         if state.diag is None:
             delta = factor * xnorm if xnorm > 0 else factor
@@ -132,8 +135,8 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
 
         gnorm = ls.scaled_gradient(e)
         if gnorm <= gtol:
-            return final(ls.CONVERGED, f"the residuals are orthogonal to the Jacobian's "
-                         f"columns to gtol={gtol:g} (cosine {gnorm:.3g})")
+            return final(*ls.undetermined((ls.CONVERGED, f"the residuals are orthogonal to "
+                         f"the Jacobian's columns to gtol={gtol:g} (cosine {gnorm:.3g})"), e))
 
         u, s, vt = np.linalg.svd(e.jac / diag, full_matrices=False)
         uf = u.T @ e.r
@@ -164,7 +167,7 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
                 par = 0.5 * par
             accepted = ratio >= 1e-4
             if accepted:
-                xnorm = float(np.linalg.norm(diag * trial_host))
+                xnorm = ls.scaled_norm(diag, trial_host, e.colnorms)
             new_state = state._replace(delta=delta, par=par)
             x_out = trial if accepted else x
             reason = _verdict(actred, prered, ratio, delta, xnorm, gnorm, ftol, xtol, gtol,
@@ -172,7 +175,7 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
             if reason is not None and reason[0] == ls.CONVERGED and refine > 0:
                 return x_out, new_state._replace(refining=ls.Refining(reason)), e.f, e.g
             if reason is not None:
-                return x_out, new_state._replace(done=reason), e.f, e.g
+                return x_out, new_state._replace(done=ls.undetermined(reason, e)), e.f, e.g
             if accepted:
                 return x_out, new_state, e.f, e.g
         return final(ls.STALLED, f"no reduction of the sum of squares in {MAX_TRIALS} "
