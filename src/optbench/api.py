@@ -201,6 +201,11 @@ def plan_many(problem: str = "regression", backend: str | Sequence[str] = "torch
     names = [optimizer] if isinstance(optimizer, str) else list(optimizer)
     if names == ["all"]:
         names = registry.names("optimizer")
+        # "all" means all that can run it: least-squares methods need residuals.
+        prob = lookup(registry, "problem", problem)
+        if not getattr(prob, "has_residuals", False):
+            names = [n for n in names
+                     if not getattr(registry.get("optimizer", n), "needs_residuals", False)]
     if len(names) == 1:
         return [plan(problem, backend, names[0], optimizer_params=optimizer_params, lr=lr,
                      registry=registry, **options)]

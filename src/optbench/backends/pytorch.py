@@ -119,7 +119,9 @@ class TorchObjective(Objective):
         from torch.func import jacfwd
 
         jac, r = jacfwd(with_aux, has_aux=True)(x)
-        return r.detach(), jac.detach()
+        # jacfwd's tangents of a stack of 0-d entries come back in the default dtype
+        # (float64) for a float32 x: the run's dtype is x's.
+        return r.detach(), jac.detach().to(x.dtype)
 
     def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
         from optbench.backends.torch_compiled import compiled_loop
