@@ -83,6 +83,12 @@ def gn(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
             return final(ls.STALLED, "the Gauss-Newton direction is not one of descent "
                          f"(∇f·p = {slope:.3g}): the Jacobian is too ill-conditioned at x")
         diag = np.where(e.colnorms > 0, e.colnorms, 1.0)
+        if float(np.linalg.norm(q)) <= xtol * ls.scaled_norm(diag, x_host, e.colnorms):
+            # The whole correction is below xtol: no step can change x by more (a zero
+            # residual reached to rounding, where no step decreases f measurably).
+            verdict = ls.undetermined((ls.CONVERGED, f"the Gauss-Newton correction is "
+                                       f"below xtol={xtol:g} relative to x"), e)
+            return final(*verdict)
         t = 1.0
         for _ in range(max_ls + 1):
             trial_host, trial = ls.point(objective, x_host + t * p)
