@@ -102,8 +102,9 @@ def cuda_available() -> bool:
 
 def expected_skip(key: str, cuda: bool) -> bool:
     """n/a by design on a fresh clone: CUDA variants without a device (and for backends that
-    have no CUDA), and the NIST accuracy, whose data (../shared beside the clone) is absent."""
-    if key.startswith("bench_accuracy.NistAccuracy."):
+    have no CUDA), and the NIST accuracy and nonlinear fits, whose data (../shared beside
+    the clone) is absent."""
+    if key.startswith(("bench_accuracy.NistAccuracy.", "bench_nist_nonlinear.NistNonlinear.")):
         return True
     step = re.fullmatch(r"bench_steps\.StepTime\.time_step\('(\w+)', \d+, '\w+', '(\w+)'\)",
                         key)

@@ -193,7 +193,9 @@ def test_a_waiver_skips_with_its_reason_in_the_report():
     assert linear.message == ("waived by backend waiving: constant gradients are out of scope "
                               "here")
     assert "waived: tan (tan is not supported by this backend)" in report["derivatives"].message
-    assert "tan," not in report["derivatives"].message.split(";")[0]  # not judged
+    judged = report["derivatives"].message.split(";")[0]
+    assert "tan" not in re.findall(r"[a-z0-9]+", judged)  # not judged (atan still is)
+    assert "atan" in re.findall(r"[a-z0-9]+", judged)
     assert "waivers: linear (constant gradients" in report["declared"].message
     assert re.search(r"^linear +skip .*waived by backend waiving", str(report), re.M)
 

@@ -106,6 +106,8 @@ def plan(problem: str | Problem = "regression",
                                 and math.isfinite(max_time) and max_time > 0),
            f"max_time={max_time} is not accepted: expected a number > 0")
 
+    if getattr(opt, "needs_residuals", False) and not getattr(prob, "has_residuals", False):
+        raise UsageError(residuals_needed(registry, opt, prob))
     p_params = resolve(prob.params, dict(problem_params or {}), prob.name)
     hp = optimizer_hyperparams(opt, optimizer_params, lr)
     method = opt.method(**hp)
@@ -134,6 +136,20 @@ def plan(problem: str | Problem = "regression",
     reference = prob.reference(instance)
     return Plan(prob, p_params, instance, reference, opt, hp, method,
                 backends, unavailable, steps, seed, dtype, device, tol, max_time, compile)
+
+
+def residuals_needed(registry: Registry, opt: Optimizer, prob: Problem) -> str:
+    """Why a least-squares optimizer cannot run a problem, and what would."""
+    fits = []
+    for name in registry.names("problem"):
+        try:
+            if getattr(registry.get("problem", name), "has_residuals", False):
+                fits.append(name)
+        except Exception:
+            continue
+    return (f"optimizer {opt.name} needs a problem with residuals (a sum of squares); "
+            f"problem {prob.name} declares none: accepted problems: "
+            f"{', '.join(fits) or 'none registered'}, or another optimizer")
 
 
 CONTRACTS = {"problem": Problem, "backend": Backend, "optimizer": Optimizer}
@@ -188,6 +204,11 @@ def plan_many(problem: str = "regression", backend: str | Sequence[str] = "torch
     names = [optimizer] if isinstance(optimizer, str) else list(optimizer)
     if names == ["all"]:
         names = registry.names("optimizer")
+        # "all" means all that can run it: least-squares methods need residuals.
+        prob = lookup(registry, "problem", problem)
+        if not getattr(prob, "has_residuals", False):
+            names = [n for n in names
+                     if not getattr(registry.get("optimizer", n), "needs_residuals", False)]
     if len(names) == 1:
         return [plan(problem, backend, names[0], optimizer_params=optimizer_params, lr=lr,
                      registry=registry, **options)]

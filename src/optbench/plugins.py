@@ -45,6 +45,8 @@ BUILTIN_PLUGINS = (
     "optbench.optimizers.nadam",
     "optbench.optimizers.sgd",
     "optbench.optimizers.lbfgs",
+    "optbench.optimizers.lm",
+    "optbench.optimizers.gn",
 )
 
 KINDS = ("backend", "problem", "optimizer")

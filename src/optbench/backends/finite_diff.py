@@ -24,6 +24,7 @@ class FiniteDifferenceObjective(Objective):
         self._np_dtype = np.dtype(dtype)
         self._cbrt_eps = np.finfo(self._np_dtype).eps ** (1.0 / 3.0)
         self._fn = problem.objective
+        self.problem = problem
         self.data = self.convert_data(data)
 
     def _f(self, x: np.ndarray) -> Any:
@@ -45,6 +46,16 @@ class FiniteDifferenceObjective(Objective):
             flat_down[i] = flat_x[i] - h
             flat_g[i] = (self._f(up) - self._f(down)) / (flat_up[i] - flat_down[i])
         return f, grad
+
+    def residuals_and_jacobian(self, x: Any) -> tuple[Any, Any]:
+        """(r, J) by central differences with steps relative to each parameter
+        (optbench.core.jacobian: 2n + 1 evaluations of the residuals)."""
+        from optbench.core.jacobian import central_jacobian
+
+        problem = self.residual_problem()
+        self.n_evals += 1
+        return central_jacobian(lambda z: problem.residuals(z, self.data, np),
+                                np.asarray(x, dtype=self._np_dtype), self)
 
     def from_numpy(self, array: Any) -> Any:
         return np.array(array, dtype=self._np_dtype)

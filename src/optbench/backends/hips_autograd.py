@@ -20,7 +20,9 @@ class AutogradObjective(Objective):
         self.xp = anp
         self.dtype = dtype
         self._np_dtype = np.dtype(dtype)
+        self.problem = problem
         self.data = self.convert_data(data)
+        self._m: int | None = None  # the number of residuals, once known
         self._vg = autograd.value_and_grad(lambda x: problem.objective(x, self.data, anp))
         self._hvp = autograd.hessian_vector_product(
             lambda x: problem.objective(x, self.data, anp))
@@ -36,6 +38,41 @@ class AutogradObjective(Objective):
         # Cast g too: autograd's vjp of mean divides by an int64 count, which promotes a
         # float32 gradient to float64 (and would turn float32 runs into float64 ones).
         return np.asarray(f, dtype=self._np_dtype), np.asarray(g, dtype=self._np_dtype)
+
+    def residuals(self, x: Any) -> Any:
+        problem = self.residual_problem()
+        self.n_fevals += 1
+        return np.asarray(problem.residuals(x, self.data, self.xp), dtype=self._np_dtype)
+
+    def residuals_and_jacobian(self, x: Any) -> tuple[Any, Any]:
+        """(r, J): pointwise residuals (Problem.pointwise_residuals) by one reverse pass of
+        sum(r) with x broadcast to (n, m), which gives Jᵀ; others by autograd's jacobian
+        (reverse mode, one pass per residual)."""
+        import autograd
+
+        problem = self.residual_problem()
+        self.n_evals += 1
+        self.n_fevals += 1
+        anp, data = self.xp, self.data
+        x = np.asarray(x, dtype=self._np_dtype)
+        if problem.pointwise_residuals:
+            if self._m is None:
+                self._m = int(np.shape(problem.residuals(x, data, anp))[0])
+            wide = np.repeat(x[:, None], self._m, axis=1)
+            box: dict[str, Any] = {}
+
+            def total(z: Any) -> Any:
+                r = problem.residuals(z, data, anp)
+                box["r"] = r
+                return anp.sum(r)
+
+            jac_t = autograd.grad(total)(wide)
+            r = getattr(box["r"], "_value", box["r"])
+            return (np.asarray(r, dtype=self._np_dtype),
+                    np.ascontiguousarray(np.asarray(jac_t, dtype=self._np_dtype).T))
+        r = problem.residuals(x, data, anp)
+        jac = autograd.jacobian(lambda z: problem.residuals(z, data, anp))(x)
+        return np.asarray(r, dtype=self._np_dtype), np.asarray(jac, dtype=self._np_dtype)
 
     def from_numpy(self, array: Any) -> Any:
         return np.array(array, dtype=self._np_dtype)

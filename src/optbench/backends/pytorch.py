@@ -37,7 +37,9 @@ class TorchObjective(Objective):
         self._tdtype = getattr(torch, dtype)
         self._tdevice = torch.device(device)
         self._fn = problem.objective
+        self.problem = problem
         self.data = self.convert_data(data)
+        self._m: int | None = None  # the number of residuals, once known
         self.stream = self._streaming(problem, stream)
         if self.stream is not None:
             # The kernel may have made the design matrix column-major (a copy); autograd's
@@ -76,6 +78,50 @@ class TorchObjective(Objective):
             f = self._fn(leaf, self.data, torch)
             (g,) = torch.autograd.grad(f, leaf)
         return f.detach(), g
+
+    def residuals(self, x: Any) -> Any:
+        problem = self.residual_problem()
+        self.n_fevals += 1
+        with self._torch.no_grad():
+            return problem.residuals(x, self.data, self._torch)
+
+    def residuals_and_jacobian(self, x: Any) -> tuple[Any, Any]:
+        """(r, J) by automatic differentiation, on x's device and in its dtype.
+
+        Pointwise residuals (Problem.pointwise_residuals, a model fitted to points): one
+        backward pass of sum(r) with respect to x broadcast to (n, m) gives Jᵀ. Otherwise
+        torch.func.jacfwd (forward mode, n tangents in one vmapped pass). Measured on NIST
+        Thurber (m=37, n=7) and Gauss1 (m=250, n=8) on a 2-core EPYC, per Jacobian:
+        pointwise 0.9 / 1.3 ms, jacrev 1.0-2.5 / 7.5 ms, jacfwd 7.1 / 5.4-7.1 ms, a loop of
+        n forward-mode passes (torch.autograd.forward_ad) 30 ms, against 0.17 / 0.25 ms
+        for r alone: vmap's overhead per operation dominates these small programs.
+        """
+        problem = self.residual_problem()
+        self.n_evals += 1
+        self.n_fevals += 1
+        torch = self._torch
+        x = x.detach()
+        if problem.pointwise_residuals:
+            if self._m is None:
+                with torch.no_grad():
+                    self._m = int(problem.residuals(x, self.data, torch).shape[0])
+            with torch.enable_grad():
+                leaf = x[:, None].expand(x.shape[0], self._m).clone().requires_grad_(True)
+                r_wide = problem.residuals(leaf, self.data, torch)
+                (jac_t,) = torch.autograd.grad(r_wide.sum(), leaf, allow_unused=True)
+            jac = torch.zeros_like(leaf).T if jac_t is None else jac_t.T
+            return r_wide.detach(), jac.contiguous()
+
+        def with_aux(z: Any) -> tuple[Any, Any]:
+            r = problem.residuals(z, self.data, torch)
+            return r, r
+
+        from torch.func import jacfwd
+
+        jac, r = jacfwd(with_aux, has_aux=True)(x)
+        # jacfwd's tangents of a stack of 0-d entries come back in the default dtype
+        # (float64) for a float32 x: the run's dtype is x's.
+        return r.detach(), jac.detach().to(x.dtype)
 
     def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
         from optbench.backends.torch_compiled import compiled_loop

@@ -22,14 +22,24 @@ class Objective(ABC):
       device  "cpu", "cuda", ...
       asynchronous  True when results arrive later than the call returns (CUDA): the runner
                     then reads values back to the host only at sampled steps.
-    `n_evals` counts calls of `value_and_grad`; `n_fevals` counts evaluations of the objective
-    itself (equal for automatic differentiation, 2n+1 per gradient for finite differences).
+    `n_evals` counts calls of `value_and_grad` and of `residuals_and_jacobian` (one Jacobian
+    is one evaluation, as one gradient is); `n_fevals` counts evaluations of the objective or
+    of the residuals themselves (equal to n_evals for automatic differentiation, 2n+1 per
+    gradient or Jacobian for central differences; `residuals(x)` adds one to n_fevals only).
+
+    Least squares (problems with `has_residuals`): `residuals(x)` and
+    `residuals_and_jacobian(x)`. The generic versions here need `problem` and `data` (the
+    converted data, as every built-in objective keeps it) and take the Jacobian by central
+    differences on the host; backends with automatic differentiation override them.
     """
 
     xp: Any
     dtype: str
     device: str = "cpu"
     asynchronous: bool = False
+    problem: Any = None
+    """The problem this objective evaluates (set by the built-in backends; the generic
+    least-squares methods below need it, and `data`)."""
 
     def __init__(self) -> None:
         self.n_evals = 0
@@ -59,6 +69,38 @@ class Objective(ABC):
         import numpy as np
 
         return np.asarray(array)
+
+    def residual_problem(self) -> Any:
+        """The problem, checked to declare residuals: else a TypeError that says so."""
+        problem = self.problem
+        if problem is None or not getattr(problem, "has_residuals", False):
+            name = getattr(problem, "name", None)
+            raise TypeError(
+                f"problem {name} declares no residuals (has_residuals is False): least "
+                "squares needs a problem whose objective is a sum of squares" if name else
+                f"{type(self).__name__} does not record its problem (Objective.problem): "
+                "set it in prepare, or implement residuals_and_jacobian")
+        return problem
+
+    def residuals(self, x: Any) -> Any:
+        """The residuals r(x), 1-D, in this backend's arrays: sum(r²) is the objective.
+        Counted in n_fevals (not n_evals: no derivative is taken)."""
+        problem = self.residual_problem()
+        self.n_fevals += 1
+        return problem.residuals(x, self.data, self.xp)
+
+    def residuals_and_jacobian(self, x: Any) -> tuple[Any, Any]:
+        """(r, J): r(x) of shape (m,) and J = dr/dx of shape (m, n), in this backend's
+        arrays, dtype and device. One call is one evaluation (n_evals).
+
+        Generic version: central differences of `residuals` at points made on the host
+        (optbench.core.jacobian), 2n + 1 residual evaluations; exact backends override it.
+        """
+        from optbench.core.jacobian import central_jacobian
+
+        problem = self.residual_problem()
+        self.n_evals += 1
+        return central_jacobian(lambda z: problem.residuals(z, self.data, self.xp), x, self)
 
     # Optional: hvp(x, v) -> H(x)·v in the backend's arrays, for second-order optimizers
     # (torch and autograd have it; optimizers look for it with getattr).

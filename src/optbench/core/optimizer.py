@@ -45,12 +45,16 @@ class Optimizer(ABC):
     hyperparams: declared with torch.optim's defaults where torch has the algorithm.
     run_defaults: values the runner uses where the user gave none and that differ from the
         declared defaults (the first-order methods take the tutorial's lr 0.01).
+    needs_residuals: the optimizer works on the residuals of a sum of squares (below).
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     hyperparams: ClassVar[tuple[Param, ...]] = ()
     run_defaults: ClassVar[Mapping[str, Any]] = {}
+    needs_residuals: ClassVar[bool] = False
+    """True for least-squares methods (lm, gn): they use Objective.residuals_and_jacobian,
+    and a problem without residuals (Problem.has_residuals) is refused when planning."""
 
     @abstractmethod
     def method(self, **hyperparams: Any) -> Method:

@@ -86,7 +86,7 @@ class Problem(ABC):
     """A family of optimization tasks, written once for every backend.
 
     Subclasses set `name`, `description`, `params` and implement `variables`, `make` and
-    `objective`; `reference` is optional, and so is `least_squares`.
+    `objective`; `reference` is optional, and so are `least_squares` and `residuals`.
     """
 
     name: ClassVar[str]
@@ -94,6 +94,16 @@ class Problem(ABC):
     params: ClassVar[tuple[Param, ...]] = ()
     least_squares: ClassVar[LeastSquares | None] = None
     """Set when `objective` is a mean of squared residuals of a linear model (see above)."""
+    has_residuals: ClassVar[bool] = False
+    """True when the problem implements `residuals`: its objective is a sum of squares, and
+    the least-squares optimizers (lm, gn) may run on it."""
+    pointwise_residuals: ClassVar[bool] = False
+    """Optional, with has_residuals: `residuals` also accepts x of shape (n, m), m the
+    number of residuals, and then computes residual j from column j alone (x[i] is a row
+    of m values, one per point, broadcast against the data as a scalar x[i] would be): true
+    of a model fitted to data points, r_j = y_j − model(data_j, x). Reverse-mode backends
+    then take the whole Jacobian in one backward pass (the gradient of sum(r) with respect
+    to that (n, m) array is Jᵀ) instead of one pass per residual or per unknown."""
 
     @abstractmethod
     def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
@@ -117,3 +127,14 @@ class Problem(ABC):
     def reference(self, instance: Instance) -> Reference | None:
         """The known optimum, or None when no closed form is known."""
         return None
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        """The 1-D array r, in the namespace `xp`, with objective(x, data, xp) == sum(r²)
+        (a mean of squares scales its residuals by 1/sqrt(n)). Only where `has_residuals`.
+
+        Written under the same rules as `objective` (no in-place writes, no branching on
+        values), for a single point x (no batch dimensions): backends differentiate it
+        to get the Jacobian (Objective.residuals_and_jacobian).
+        """
+        raise NotImplementedError(f"problem {getattr(self, 'name', type(self).__name__)} "
+                                  "declares no residuals (has_residuals is False)")

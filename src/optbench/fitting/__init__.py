@@ -5,5 +5,5 @@ attaches the statistics (statistics.py) computed from the Jacobian at the soluti
 (jacobian.py); plot.py draws it. Nothing heavy is imported here.
 """
 
-DEFAULT_METHOD = "lbfgs"  # issue 15: becomes "lm" once the least-squares solvers land
+DEFAULT_METHOD = "lm"  # Levenberg–Marquardt, as MINPACK: the reliability users expect of a fit
 DEFAULT_STEPS = 1000

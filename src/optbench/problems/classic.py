@@ -29,8 +29,13 @@ class Rosenbrock(Problem):
         x0 = np.where(np.arange(n) % 2 == 0, -1.2, 1.0)
         return Instance(data={}, x0=x0, variables=self.variables(params))
 
+    has_residuals = True
+
     def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
         return xp.sum(100.0 * xp.square(x[1:] - x[:-1] ** 2) + xp.square(1.0 - x[:-1]))
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        return xp.concatenate([10.0 * (x[1:] - x[:-1] ** 2), 1.0 - x[:-1]])
 
     def reference(self, instance: Instance) -> Reference:
         return Reference(x=np.ones(len(instance.variables)), f=0.0)
@@ -64,6 +69,12 @@ class Beale(_TwoVariables):
         return ((1.5 - a + a * b) ** 2 + (2.25 - a + a * b**2) ** 2
                 + (2.625 - a + a * b**3) ** 2)
 
+    has_residuals = True
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        a, b = x[0], x[1]
+        return xp.stack([1.5 - a + a * b, 2.25 - a + a * b**2, 2.625 - a + a * b**3])
+
 
 class Booth(_TwoVariables):
     name = "booth"
@@ -74,6 +85,12 @@ class Booth(_TwoVariables):
         a, b = x[0], x[1]
         return (a + 2 * b - 7) ** 2 + (2 * a + b - 5) ** 2
 
+    has_residuals = True
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        a, b = x[0], x[1]
+        return xp.stack([a + 2 * b - 7, 2 * a + b - 5])
+
 
 class Himmelblau(_TwoVariables):
     name = "himmelblau"
@@ -83,6 +100,12 @@ class Himmelblau(_TwoVariables):
     def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
         a, b = x[0], x[1]
         return (a**2 + b - 11) ** 2 + (a + b**2 - 7) ** 2
+
+    has_residuals = True
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        a, b = x[0], x[1]
+        return xp.stack([a**2 + b - 11, a + b**2 - 7])
 
 
 class Quadratic(Problem):

@@ -175,6 +175,7 @@ class ModelProblem(Problem):
               "[default: natural order, b1, b2, ..., b10]"),
     )
     has_residuals: ClassVar[bool] = True
+    pointwise_residuals: ClassVar[bool] = True  # r_j from data point j alone
 
     def __init__(self, table: Table | None = None) -> None:
         # The Python API hands data in memory (a dict of arrays, a DataFrame) as a Table;
@@ -220,7 +221,8 @@ class ModelProblem(Problem):
 
     def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
         model: Model = data["_model"]
-        values = [x[..., i] for i in range(len(model.parameters))]
+        # x[i]: a number, or a row of one value per point (pointwise_residuals).
+        values = [x[i] for i in range(len(model.parameters))]
         columns = [data[column_key(c)] for c in model.columns]
         return model.residuals(values, columns, data.get("_weights"), xp)
 

@@ -50,6 +50,7 @@ def split_equations(text: str) -> list[str]:
 class Puzzle(Problem):
     name = "puzzle"
     description = "solve equations by least squares (the tutorial's A+B=9, C-D=1, ...)"
+    has_residuals = True
     params = (
         Param("equations", "str", TUTORIAL_EQUATIONS, "equations separated by ';'",
               unused_with=("matrix",)),
@@ -98,6 +99,16 @@ class Puzzle(Problem):
             return xp.sum(xp.square(x @ data["M"].T - data["b"]), axis=-1)
         system: System = data["_system"]
         return system.objective([x[..., i] for i in range(len(system.variables))], xp)
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        """lhs − rhs of each equation (a linear system: M·x − b), in the order given."""
+        if "M" in data:
+            return data["M"] @ x - data["b"]
+        system: System = data["_system"]
+        values = [x[i] for i in range(len(system.variables))]
+        # An equation whose residual folds to a number is made an array like x's entries.
+        return xp.stack([r if hasattr(r, "shape") else x[0] * 0.0 + r
+                         for r in system.residuals(values, xp)])
 
     def reference(self, instance: Instance) -> Reference | None:
         if "M" not in instance.data:

@@ -132,6 +132,7 @@ class Regression(Problem):
     )
 
     least_squares = LeastSquares(design="V", target="y")
+    has_residuals = True
 
     def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
         return term_names(params["degree"])
@@ -160,6 +161,13 @@ class Regression(Problem):
 
     def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
         return xp.mean(xp.square(data["y"] - data["V"] @ x))
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        # The objective is a mean: sum(r²) equals it when r is scaled by 1/sqrt(n). With
+        # basis=orthogonal, V holds the orthonormal basis and x is its coefficients z: the
+        # residuals are those of the same polynomial, in the optimizer's variables.
+        y = data["y"]
+        return (y - data["V"] @ x) * (1.0 / math.sqrt(y.shape[0]))
 
     def reference(self, instance: Instance) -> Reference:
         design, y = np.asarray(instance.data["V"]), np.asarray(instance.data["y"])

@@ -31,6 +31,7 @@ from optbench.testing.backend_gradients import (
     check_linear,
 )
 from optbench.testing.backend_imports import check_lazy
+from optbench.testing.backend_jacobian import check_jacobian
 from optbench.testing.backend_runs import (
     check_compiled,
     check_counters,
@@ -143,6 +144,7 @@ BACKEND_CHECKS: dict[str, Callable[[BackendSubject], CheckResult]] = {
     "deterministic": check_deterministic,
     "diverged": check_diverged,
     "compiled": check_compiled,
+    "jacobian": check_jacobian,
 }
 
 

@@ -102,6 +102,24 @@ class SpyObjective(Objective):
             self.non_finite_at = x_host.astype(np.float64)
         return f, g
 
+    def _note(self, x: Any, f: Any) -> None:
+        x_host = np.asarray(self._inner.to_numpy(x))
+        self.seen.add(str(x_host.dtype))
+        if x_host.size:
+            self.max_first = max(self.max_first, float(np.max(x_host[..., 0])))
+        if self.non_finite_at is None and not np.all(np.isfinite(self._inner.to_numpy(f))):
+            self.non_finite_at = x_host.astype(np.float64)
+
+    def residuals(self, x: Any) -> Any:
+        r = self._inner.residuals(x)
+        self._note(x, r)
+        return r
+
+    def residuals_and_jacobian(self, x: Any) -> tuple[Any, Any]:
+        r, jac = self._inner.residuals_and_jacobian(x)
+        self._note(x, r)
+        return r, jac
+
     def from_numpy(self, array: Any) -> Any:
         return self._inner.from_numpy(array)
 

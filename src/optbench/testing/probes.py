@@ -76,8 +76,13 @@ class SmallQuadratic(_Probe):
     def start(self) -> np.ndarray:
         return np.array([0.5, 0.25, -1.0])
 
+    has_residuals = True
+
     def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
         return xp.sum(data["w"] * xp.square(x - data["c"]))
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        return xp.sqrt(data["w"]) * (x - data["c"])
 
 
 class Overflow(_Probe):
@@ -107,8 +112,13 @@ class NaNAtStart(_Probe):
     def start(self) -> np.ndarray:
         return np.array([1.0, -1.0])
 
+    has_residuals = True
+
     def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
         return xp.sum(xp.square(x)) + xp.sum(data["nan"])
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        return xp.concatenate([x, data["nan"]])  # its square is NaN: f is NaN, J finite
 
 
 class Barrier(_Probe):
@@ -124,8 +134,14 @@ class Barrier(_Probe):
     variables_ = ("a", "b")
     EDGE = 1e-3
 
+    has_residuals = True
+
     def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
         return xp.sum(xp.square(x - 1.0)) + 0.0 * xp.sqrt(self.EDGE - x[0])
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        # 0·sqrt(.) squared is 0 before the barrier and NaN beyond it, as in f.
+        return xp.concatenate([x - 1.0, 0.0 * xp.sqrt(self.EDGE - x[:1])])
 
 
 class Linear(_Probe):
@@ -156,8 +172,8 @@ PROBES = (PrecisionProbe(), SmallQuadratic(), Overflow(), NaNAtStart(), Barrier(
 
 
 class NumpyQuadraticObjective(Objective):
-    """SmallQuadratic's exact value and gradient on numpy: an objective that depends on no
-    backend, for checking optimizers on their own."""
+    """SmallQuadratic's exact value and gradient (and residuals and their Jacobian) on
+    numpy: an objective that depends on no backend, for checking optimizers on their own."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -172,5 +188,66 @@ class NumpyQuadraticObjective(Objective):
         d = x - self.c
         return np.sum(self.w * d * d), 2.0 * self.w * d
 
+    def residuals(self, x: Any) -> Any:
+        self.n_fevals += 1
+        return np.sqrt(self.w) * (x - self.c)
+
+    def residuals_and_jacobian(self, x: Any) -> tuple[Any, Any]:
+        self.n_evals += 1
+        self.n_fevals += 1
+        return np.sqrt(self.w) * (x - self.c), np.diag(np.sqrt(self.w))
+
     def from_numpy(self, array: Any) -> Any:
         return np.array(array, dtype=np.float64)
+
+
+class DecayFit(_Probe):
+    """A model fitted to points: r_j = y_j − a·exp(−b·t_j), declared pointwise (reverse-mode
+    backends may take its Jacobian in one backward pass), with its exact Jacobian."""
+
+    name = "probe-decay"
+    description = "an exponential decay fitted to five points (pointwise residuals)"
+    variables_ = ("a", "b")
+    has_residuals = True
+    pointwise_residuals = True
+    T = (0.0, 0.5, 1.0, 2.0, 4.0)
+    Y = (2.0, 1.3, 0.9, 0.35, 0.1)
+
+    def data(self) -> dict[str, np.ndarray]:
+        return {"t": np.array(self.T), "y": np.array(self.Y)}
+
+    def start(self) -> np.ndarray:
+        return np.array([1.5, 0.7])
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        return data["y"] - x[0] * xp.exp(-x[1] * data["t"])
+
+    def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        return xp.sum(xp.square(self.residuals(x, data, xp)))
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        t = np.array(self.T)
+        e = np.exp(-x[1] * t)
+        return np.stack([-e, x[0] * t * e], axis=1)
+
+
+class CoupledSquares(_Probe):
+    """r = (10·(b − a²), 1 − a, a·b − 2): residuals that mix the unknowns (not pointwise),
+    with the exact Jacobian."""
+
+    name = "probe-coupled"
+    description = "residuals that mix the unknowns"
+    variables_ = ("a", "b")
+    has_residuals = True
+
+    def start(self) -> np.ndarray:
+        return np.array([-1.2, 1.0])
+
+    def residuals(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        return xp.stack([10.0 * (x[1] - x[0] ** 2), 1.0 - x[0], x[0] * x[1] - 2.0])
+
+    def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        return xp.sum(xp.square(self.residuals(x, data, xp)))
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        return np.array([[-20.0 * x[0], 10.0], [-1.0, 0.0], [x[1], x[0]]])

@@ -39,6 +39,7 @@ from optbench.testing._common import (
     select,
     verdict,
 )
+from optbench.testing.problem_residuals import check_residuals
 from optbench.testing.problem_subject import PROBLEM_HINTS, ProblemSubject, subject_for
 from optbench.testing.problem_values import check_finite, check_gradients, check_reference
 from optbench.testing.report import CheckResult, Report
@@ -332,6 +333,7 @@ PROBLEM_CHECKS: dict[str, Callable[[ProblemSubject], CheckResult]] = {
     "gradients": check_gradients,
     "reference": check_reference,
     "params": check_params,
+    "residuals": check_residuals,
 }
 
 

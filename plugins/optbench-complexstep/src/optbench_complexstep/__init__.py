@@ -76,6 +76,7 @@ class ComplexStepObjective(Objective):
         self._h = STEP[dtype]
         self._fn = problem.objective
         self._problem_name = getattr(problem, "name", type(problem).__name__)
+        self.problem = problem
         # Data stays real: real data with a complex x promotes to the complex dtype.
         self.data = self.convert_data(data)
 
@@ -108,6 +109,33 @@ class ComplexStepObjective(Objective):
                 f = np.asarray(value.real, dtype=self._np_dtype)
         grad = grad.reshape(x.shape)
         return f, grad
+
+    def residuals_and_jacobian(self, x: Any) -> tuple[Any, Any]:
+        """(r, J): column k of J is Im r(x + i·h·e_k) / h, r the real part of the first
+        evaluation (n complex evaluations of the residuals, exact to rounding)."""
+        problem = self.residual_problem()
+        self.n_evals += 1
+        x = np.asarray(x, dtype=self._np_dtype).reshape(-1)
+        h = self._h
+        if x.size == 0:
+            r = np.asarray(problem.residuals(x, self.data, XP), dtype=self._np_dtype)
+            self.n_fevals += 1
+            return r, np.empty((r.size, 0), dtype=self._np_dtype)
+        columns, r = [], None
+        for k in range(x.size):
+            z = x.astype(self._complex)
+            z[k] += 1j * h
+            self.n_fevals += 1
+            value = np.asarray(problem.residuals(z, self.data, XP))
+            if not np.iscomplexobj(value):
+                raise TypeError(
+                    f"complexstep: the residuals of {self._problem_name} came back real for "
+                    f"a complex input: they use an operation that is not analytic (abs, "
+                    f"maximum, a comparison...) and cannot be differentiated by complex step")
+            columns.append(value.imag / h)
+            if r is None:
+                r = np.asarray(value.real, dtype=self._np_dtype)
+        return r, np.stack(columns, axis=1).astype(self._np_dtype)
 
     def from_numpy(self, array: Any) -> Any:
         return np.array(array, dtype=self._np_dtype)

@@ -1,0 +1,200 @@
+"""What the least-squares optimizers (lm, gn) share: the residuals and Jacobian on the host,
+MINPACK's scaled gradient test, and the hyperparameters and statuses of its tests.
+
+Where the arithmetic runs: the backend evaluates r(x) and J(x) (its own automatic
+differentiation, in its dtype and on its device); r and J then come to the host once per
+Jacobian (r alone once per trial point), and the small linear algebra — the SVD of the m×n
+Jacobian and the n×n trust-region subproblem — is numpy in float64. Least-squares fits have
+few parameters, so that work is microseconds, and it is the same numpy code on every
+backend: trajectories differ only by the rounding of r and J.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from optbench.core import Param
+
+FTOL_HELP = ("converged when both the actual and the predicted relative reduction of the "
+             "sum of squares are at most this")
+XTOL_HELP = "converged when the relative change of the scaled x is at most this"
+GTOL_HELP = ("converged when the cosine between the residuals and every column of the "
+             "Jacobian is at most this")
+
+# The defaults ask for about ten significant digits of x and of the sum of squares: what a
+# fit's reader takes from its table, and what NIST's reference fits are judged on (LRE >= 8
+# is "good"). MINPACK's sqrt(eps) ~1.5e-8 stops earlier, at 5-7 digits on ill-conditioned
+# fits; the extra iterations cost little, as lm converges fast near the solution.
+FTOL = 1e-10
+XTOL = 1e-10
+GTOL = 0.0
+
+
+def tolerance_params() -> tuple[Param, ...]:
+    return (
+        Param("ftol", "float", FTOL, FTOL_HELP, low=0),
+        Param("xtol", "float", XTOL, XTOL_HELP, low=0),
+        Param("gtol", "float", GTOL, GTOL_HELP, low=0),
+    )
+
+
+class Evaluation(NamedTuple):
+    """r and J at a point, on the host in float64, and what the steps need of them."""
+
+    r: np.ndarray  # (m,)
+    jac: np.ndarray  # (m, n)
+    fnorm: float  # ||r||
+    colnorms: np.ndarray  # ||J[:, j]||
+    f: Any  # sum r², in the backend's arrays (the step's f)
+    g: Any  # 2 Jᵀr, in the backend's arrays (the step's g)
+
+
+def host(objective: Any, array: Any) -> np.ndarray:
+    return np.asarray(objective.to_numpy(array), dtype=np.float64)
+
+
+def evaluate(objective: Any, x: Any) -> Evaluation:
+    r_b, j_b = objective.residuals_and_jacobian(x)
+    r = host(objective, r_b).reshape(-1)
+    jac = host(objective, j_b).reshape(r.size, -1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        fnorm = float(np.linalg.norm(r))
+        colnorms = np.linalg.norm(jac, axis=0)
+        grad = 2.0 * (jac.T @ r)
+    # f and g in the backend's arrays, as value_and_grad gives them (f summed there: no
+    # host-to-device copy, which costs 80 µs a call on jax).
+    xp = objective.xp
+    f = xp.sum(r_b * r_b)
+    return Evaluation(r, jac, fnorm, colnorms, f, objective.from_numpy(grad))
+
+
+def trial_norm(objective: Any, x_trial: Any) -> float:
+    """||r|| at a trial point; inf where r is not finite (the step is then too long)."""
+    r = host(objective, objective.residuals(x_trial))
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = float(np.linalg.norm(r))
+    return norm if np.isfinite(norm) else np.inf
+
+
+def scaled_gradient(e: Evaluation) -> float:
+    """MINPACK's gnorm: max_j |J[:, j]·r| / (||J[:, j]||·||r||), over nonzero columns (0
+    where r is 0): the cosine of the angle between r and the Jacobian's columns."""
+    if e.fnorm == 0:
+        return 0.0
+    nonzero = e.colnorms > 0
+    if not np.any(nonzero):
+        return 0.0
+    dots = np.abs(e.jac[:, nonzero].T @ e.r)
+    return float(np.max(dots / (e.colnorms[nonzero] * e.fnorm)))
+
+
+def point(objective: Any, x_host: np.ndarray) -> tuple[np.ndarray, Any]:
+    """x as the backend holds it (rounded to the run's dtype) and the backend's array."""
+    x_b = objective.from_numpy(x_host)
+    return np.asarray(x_host.astype(np.dtype(objective.dtype)), dtype=np.float64), x_b
+
+
+def scaled_norm(diag: np.ndarray, x: np.ndarray, colnorms: np.ndarray) -> float:
+    """||D x|| over the parameters the residuals depend on at x (a nonzero Jacobian
+    column). MINPACK's ||D x|| counts every parameter: one that ran off to 1e51 where the
+    model no longer depends on it (an exponential rate, NIST MGH17 on Gauss-Newton) makes
+    every step "relatively" small, and the xtol test would call that point converged."""
+    scaled = (diag * x)[colnorms > 0]
+    return float(np.sqrt(scaled @ scaled))
+
+
+def undetermined(verdict: tuple[str, str], e: Evaluation) -> tuple[str, str]:
+    """A "converged" verdict where some Jacobian column is zero becomes "stalled": the
+    residuals do not depend on those parameters there (an exponential's rate run off to
+    1e51, say), so the point is stationary only because they are stuck, and nothing
+    determines them."""
+    zero = np.flatnonzero(e.colnorms == 0)
+    if verdict[0] != CONVERGED or zero.size == 0:
+        return verdict
+    names = ", ".join(f"x[{i}]" for i in zero[:8]) + (", ..." if zero.size > 8 else "")
+    return STALLED, (f"{verdict[1]}; but the residuals do not depend on {names} at this "
+                     f"point (zero Jacobian column): not determined, not a fit")
+
+
+def machine_eps(objective: Any) -> float:
+    return float(np.finfo(np.dtype(objective.dtype)).eps)
+
+
+CONVERGED = "converged"
+STALLED = "stalled"
+
+
+# Refinement after convergence. MINPACK's tests judge a step by the reduction of the sum of
+# squares it brings. Near the solution that reduction is quadratic in the error of x, and it
+# falls below ftol (or below the rounding of the sum itself) while x still has digits to
+# gain: on a large-residual fit Gauss–Newton converges only linearly (NIST ENSO: each step
+# keeps 0.64 of the error), and lmder stops there with 4 correct digits. The Gauss–Newton
+# correction q = −J⁺r, computed from Jᵀr, still carries those digits. So once the tests are
+# met, lm and gn go on with full Gauss–Newton steps judged by the corrections instead of by
+# f (as Deuflhard's Gauss–Newton codes do): the ratio θ = ||q_k+1|| / ||q_k|| of successive
+# corrections (scaled norm) is the iteration's rate, and ||q_k+1||·θ/(1 − θ) bounds the
+# error left after step k+1. The refinement ends with that step once the bound is at most
+# xtol·||D x||, or once the correction is below rounding; where θ > CONTRACTION (the
+# iteration does not converge there) or the sum of squares grew measurably, it ends at the
+# point before the last step (the point the tests accepted, at worst). Each step costs one
+# Jacobian.
+CONTRACTION = 0.9
+REFINE_STEPS = 100  # the default limit of refinement steps after convergence
+
+
+class Refining(NamedTuple):
+    verdict: tuple[str, str]  # the tests' verdict (converged), reported at the end
+    steps: int = 0  # refinement steps taken
+    prev_x: Any = None  # the point before the last step (backend array); None before one
+    prev_fnorm: float = math.inf  # ||r|| there
+    prev_q: float = math.inf  # ||q|| of the last step (scaled)
+
+
+def gauss_newton(jac: np.ndarray, r: np.ndarray, diag: np.ndarray, eps: float
+                 ) -> np.ndarray:
+    """The scaled minimum-norm Gauss–Newton step q = D·p minimizing ||J p + r||."""
+    u, s, vt = np.linalg.svd(jac / diag, full_matrices=False)
+    if s.size == 0 or s[0] == 0:
+        return np.zeros(jac.shape[1])
+    rank = int(np.sum(s > s[0] * max(jac.shape) * eps))
+    return -(vt[:rank].T @ ((u[:, :rank].T @ r) / s[:rank]))
+
+
+def refine(objective: Any, x: Any, x_host: np.ndarray, e: Evaluation, diag: np.ndarray,
+           eps: float, ref: Refining, xtol: float, limit: int
+           ) -> tuple[Any, Refining, tuple[str, str] | None]:
+    """One refinement step from x (see above): (next x, state, final verdict or None)."""
+    status, message = ref.verdict
+
+    def finish(x_final: Any, steps: int, why: str) -> tuple:
+        note = (f"; then {steps} Gauss-Newton refinement step{'s' if steps != 1 else ''} "
+                f"({why})" if steps else "")
+        return x_final, ref, undetermined((status, message + note), e)
+
+    back = ref.steps - 1
+    if ref.prev_x is not None and not e.fnorm <= ref.prev_fnorm * (1 + math.sqrt(eps)):
+        return finish(ref.prev_x, back, "the next one increased the sum of squares")
+    q = gauss_newton(e.jac, e.r, diag, eps)
+    q_norm = float(np.linalg.norm(q))
+    xnorm = max(scaled_norm(diag, x_host, e.colnorms), np.finfo(float).tiny)
+    error = math.inf
+    if ref.prev_x is not None:
+        theta = q_norm / ref.prev_q
+        if not theta <= CONTRACTION:
+            return finish(ref.prev_x, back, f"the next one did not contract: rate "
+                          f"{theta:.2g}")
+        error = q_norm * theta / (1.0 - theta) / xnorm
+    if not np.all(np.isfinite(q)) or q_norm <= eps * xnorm:
+        return finish(x, ref.steps, "the correction is below rounding")
+    if ref.steps >= limit:
+        return finish(x, ref.steps, f"the limit refine={limit}")
+    _, trial = point(objective, x_host + q / diag)
+    ahead = Refining(ref.verdict, ref.steps + 1, x, e.fnorm, q_norm)
+    if error <= xtol:
+        x_final, _, verdict = finish(trial, ahead.steps, f"estimated relative error of x "
+                                     f"{error:.1g}")
+        return x_final, ahead, verdict
+    return trial, ahead, None
