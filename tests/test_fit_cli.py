@@ -373,6 +373,7 @@ def test_the_readme_fit_runs_as_written():
     got, expected = _numbers(proc.stdout), _numbers(shown)
     assert len(expected) == 3 * 3 + 4  # three parameter rows, the summary line
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert "torch: converged" in proc.stdout and "torch: converged" in shown
     # The model's truth: y = 5·exp(−0.4·t) + 1 with noise of sd 0.05.
     estimates = dict(zip("ack", got[0:9:3], strict=True))
     assert abs(estimates["a"] - 5) < 0.2 and abs(estimates["k"] - 0.4) < 0.02
