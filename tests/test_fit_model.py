@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import optbench
+from optbench import userfiles
 from optbench.errors import UsageError
 from optbench.problems.datatable import read_table, table_from_columns
 from optbench.problems.model import ModelProblem, natural_order
@@ -216,7 +217,7 @@ def test_too_many_columns_and_an_overlong_line_are_refused(tmp_path):
     with pytest.raises(UsageError, match=f"the limit is {datatable.MAX_COLUMNS}"):
         read_table(write(tmp_path, names + "\n"))
     with pytest.raises(UsageError, match="line 2 is longer than"):
-        read_table(write(tmp_path, "x,y\n1," + "1" * (datatable.MAX_LINE + 1) + "\n"))
+        read_table(write(tmp_path, "x,y\n1," + "1" * (userfiles.MAX_LINE + 1) + "\n"))
 
 
 def test_rows_beyond_the_memory_available_are_refused_as_they_are_read(tmp_path,

@@ -8,37 +8,22 @@ and there was no `optbench.bench`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 import pytest
 
 import optbench
 from optbench.backends.hips_autograd import AutogradBackend
-from optbench.core import Instance, Method, Optimizer, Param, Problem, Reference
+from optbench.core import Instance, Method, Optimizer, Param, Reference
 from optbench.errors import UsageError
 from optbench.plugins import get_registry
 from records import read_records
+from toyproblems import Bowl
 
 
-class Shift(Problem):
+class Shift(Bowl):
     """sum((x − c)²), c drawn from the seed: its minimum is c, f* = 0."""
 
     name = "shift"
-    params = (Param("n", "int", 3, "dimension", low=1),)
-
-    def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
-        return tuple(f"x{i}" for i in range(params["n"]))
-
-    def make(self, params: Mapping[str, Any], seed: int) -> Instance:
-        rng = np.random.default_rng(seed)
-        n = params["n"]
-        return Instance({"c": rng.standard_normal(n)}, rng.standard_normal(n),
-                        self.variables(params))
-
-    def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
-        return xp.sum((x - data["c"]) ** 2)
 
     def reference(self, instance: Instance) -> Reference:
         return Reference(x=np.asarray(instance.data["c"]), f=0.0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -14,30 +13,10 @@ from hypothesis import strategies as st
 
 import optbench
 from optbench import api
-from optbench.core import Instance, Param, Problem
 from optbench.errors import UsageError
 from optbench.plugins import Registry
 from optbench.runner.loop import sample_steps
-
-
-class Bowl(Problem):
-    """sum((x - c)²) with no closed-form reference: the runner must fall back on ‖g‖."""
-
-    name = "bowl"
-    description = "a test problem without a reference"
-    params = (Param("n", "int", 3, "dimension", low=1),)
-
-    def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
-        return tuple(f"x{i}" for i in range(params["n"]))
-
-    def make(self, params: Mapping[str, Any], seed: int) -> Instance:
-        rng = np.random.default_rng(seed)
-        n = params["n"]
-        return Instance({"c": rng.standard_normal(n)}, rng.standard_normal(n),
-                        self.variables(params))
-
-    def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
-        return xp.sum(xp.square(x - data["c"]))
+from toyproblems import Bowl
 
 
 class BowlPlugin:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 import os
 import stat
-from typing import BinaryIO
+from collections.abc import Iterator
+from typing import IO, BinaryIO
 
 from optbench.errors import UsageError
 
@@ -105,3 +106,23 @@ def open_text(path: str | os.PathLike[str], kind: str, *, what: str | None = Non
     """A user's text file as a stream (for CSV readers), bounded as `open_bounded` says."""
     handle, _ = open_bounded(path, kind, what=what)
     return io.TextIOWrapper(handle, encoding=encoding, newline=newline)
+
+
+MAX_LINE = 1 << 20
+"""Characters in one line of a text file a user hands in: a longer line is refused as it is
+read, never held whole (a file of one 100 MB line would otherwise be one string)."""
+
+
+def bounded_lines(handle: IO[str], what: str, expected: str) -> Iterator[str]:
+    """The lines of an open text file, each refused once longer than MAX_LINE, with a message
+    that names the file, the line and what was `expected` (e.g. "a CSV file of x,y points")."""
+    lineno = 0
+    while True:
+        line = handle.readline(MAX_LINE + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > MAX_LINE:
+            raise UsageError(f"{what}: line {lineno} is longer than {MAX_LINE} characters; "
+                             f"expected {expected}")
+        yield line

@@ -22,11 +22,10 @@ import numpy as np
 
 from optbench import memory
 from optbench.errors import UsageError
-from optbench.userfiles import open_text
+from optbench.userfiles import bounded_lines, open_text
 
 MAX_COLUMNS = 64
 MAX_ROWS = 1_000_000  # the Jacobian of a fit holds rows × parameters numbers
-MAX_LINE = 1 << 20  # characters: a longer line is refused as it is read, never held whole
 
 HEADER_EXAMPLE = "a header of column names first, e.g. x,y"
 
@@ -91,24 +90,12 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _lines(handle: Any, source: str) -> Iterator[str]:
-    lineno = 0
-    while True:
-        line = handle.readline(MAX_LINE + 1)
-        if not line:
-            return
-        lineno += 1
-        if len(line) > MAX_LINE:
-            raise UsageError(f"{source}: line {lineno} is longer than {MAX_LINE} characters; "
-                             f"expected a CSV file of numbers under {HEADER_EXAMPLE}")
-        yield line
-
-
 def _rows(path: str, source: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) of each non-blank row, read through userfiles."""
     # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first name.
     handle = open_text(path, "data", what=source, encoding="utf-8-sig", newline="")
-    reader = csv.reader(_lines(handle, source))
+    expected = f"a CSV file of numbers under {HEADER_EXAMPLE}"
+    reader = csv.reader(bounded_lines(handle, source, expected))
     try:
         with handle:
             for row in reader:

@@ -25,7 +25,7 @@ from optbench.problems.polynomial_basis import (
     refine_least_squares,
     vandermonde,
 )
-from optbench.userfiles import open_text
+from optbench.userfiles import bounded_lines, open_text
 
 
 def term_names(degree: int) -> tuple[str, ...]:
@@ -35,7 +35,6 @@ def term_names(degree: int) -> tuple[str, ...]:
 
 # A line of x,y holds two fields of at most csv's field limit (131,072 characters); a longer
 # line is refused as it is read, so that a file of one huge line is never held whole.
-MAX_LINE = 1 << 20
 
 
 def bytes_per_point(degree: int) -> int:
@@ -43,19 +42,6 @@ def bytes_per_point(degree: int) -> int:
     with the backends' copies and the autodiff temporaries (measured on autograd: 12
     float64 per point at degree 2, 24 at degree 8), and a margin."""
     return 8 * (2 * (degree + 1) + 8)
-
-
-def _lines(handle: Any, name: str) -> Any:
-    lineno = 0
-    while True:
-        line = handle.readline(MAX_LINE + 1)
-        if not line:
-            return
-        lineno += 1
-        if len(line) > MAX_LINE:
-            raise UsageError(f"{name}: line {lineno} is longer than {MAX_LINE} characters; "
-                             f"expected a CSV file of x,y points")
-        yield line
 
 
 def read_points(path: str, per_point: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +59,7 @@ def read_points(path: str, per_point: int | None = None) -> tuple[np.ndarray, np
     first_row = True
     # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first number.
     handle = open_text(path, "data", what=name, encoding="utf-8-sig", newline="")
-    reader = csv.reader(_lines(handle, name))
+    reader = csv.reader(bounded_lines(handle, name, "a CSV file of x,y points"))
     try:
         with handle:
             for row in reader:
