@@ -273,3 +273,29 @@ def test_pointwise_jacobians_take_every_perturbed_point_in_one_call(backend):
     assert fevals1 == fevals0
     assert calls1 == (2 if backend == "fd" else 1) < calls0
     np.testing.assert_allclose(j1, DecayFit().jacobian(DecayFit().start()), rtol=1e-8)
+
+
+@pytest.mark.skipif("torch" not in CPU, reason="torch is not installed")
+def test_torch_reuses_a_trial_points_graph_only_at_that_point():
+    """torch keeps the graph of residuals(x) (pointwise residuals) so that the Jacobian at
+    an accepted trial point is one backward pass: the same r and J as a fresh objective's,
+    at that point and (no stale graph) at any other."""
+    problem = DecayFit()
+    instance = problem.make({}, 0)
+
+    def fresh():
+        return get_registry().get("backend", "torch").prepare(
+            problem, instance.data, dtype="float64", device="cpu")
+
+    objective = fresh()
+    x0 = objective.from_numpy(instance.x0)
+    x1 = objective.from_numpy(instance.x0 * 1.1)
+    objective.residuals_and_jacobian(x0)  # learns the number of residuals
+    for trial, asked in ((x1, x1), (x1, x0), (x0, x0)):
+        r_trial = objective.residuals(trial)
+        r, jac = objective.residuals_and_jacobian(asked)
+        r_ref, jac_ref = fresh().residuals_and_jacobian(asked)
+        assert r.requires_grad is False and jac.requires_grad is False
+        assert r_trial.requires_grad is False
+        assert np.array_equal(r.numpy(), r_ref.numpy())
+        assert np.array_equal(jac.numpy(), jac_ref.numpy())
