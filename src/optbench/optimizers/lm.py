@@ -26,8 +26,8 @@ What ends a run (done() -> (status, message)), lmder's info codes:
                the Jacobian is not finite at x; MAX_TRIALS trials without a reduction
 After a "converged" test, up to `refine` Gauss–Newton steps (Anderson-mixed from the third
 on) judged by the contraction of their corrections carry x to the digits the tests cannot
-see (least_squares.refine); the
-message says how many were taken and why they ended. refine=0 stops where lmder stops.
+see (least_squares.refine); the message says how many were taken and why they ended.
+refine=0 stops where lmder stops.
 A non-finite sum of squares at x is returned as f, and the runner ends the run "diverged".
 """
 
