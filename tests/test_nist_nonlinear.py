@@ -11,6 +11,8 @@ not beside the checkout (or $OPTBENCH_NIST_NONLINEAR_DIR).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from benchmarks.nist_nonlinear import NistFit, _numpy_functions, datasets, nist_dir, run_all
@@ -53,6 +55,18 @@ def test_lm_fits_every_dataset_from_both_starts(lm_fits):
     assert len(lm_fits) == 30
     wrong = [_shown(r) for r in lm_fits if not (r["lre"] >= 6 and r["status"] == "converged")]
     assert not wrong, "\n".join(wrong)
+
+
+def test_slowly_contracting_fits_refine_in_a_few_steps(lm_fits):
+    """Thurber, ENSO and MGH09 are large-residual fits where Gauss-Newton converges only
+    linearly (Thurber: each plain step keeps 0.67 of the error); the refinement's Anderson
+    mixing takes them to the estimated error in a few Jacobians (plain steps took 25-27;
+    on fd the rounding of its Jacobian may end the refinement sooner)."""
+    slow = [r for r in lm_fits if r["dataset"] in ("Thurber", "ENSO", "MGH09")]
+    assert len(slow) == 6
+    for row in slow:
+        taken = re.search(r"then (\d+) Gauss-Newton refinement step", row["message"])
+        assert taken and int(taken.group(1)) <= 6, _shown(row)
 
 
 def test_the_residual_sum_of_squares_where_the_parameters_are_right(lm_fits):

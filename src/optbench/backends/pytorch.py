@@ -40,6 +40,10 @@ class TorchObjective(Objective):
         self.problem = problem
         self.data = self.convert_data(data)
         self._m: int | None = None  # the number of residuals, once known
+        # (x, leaf, r) of the last residuals(x) of pointwise residuals: its graph, kept so
+        # that residuals_and_jacobian(x) at that same point (an accepted trial point of lm
+        # or gn) is one backward pass, with no second forward pass.
+        self._graph: tuple[Any, Any, Any] | None = None
         self.stream = self._streaming(problem, stream)
         if self.stream is not None:
             # The kernel may have made the design matrix column-major (a copy); autograd's
@@ -82,8 +86,22 @@ class TorchObjective(Objective):
     def residuals(self, x: Any) -> Any:
         problem = self.residual_problem()
         self.n_fevals += 1
+        self._graph = None
+        if problem.pointwise_residuals and self._m is not None and x.dim() == 1 \
+                and not x.requires_grad:
+            leaf, r_wide = self._wide_forward(problem, x)
+            self._graph = (x, leaf, r_wide)
+            return r_wide.detach()
         with self._torch.no_grad():
             return problem.residuals(x, self.data, self._torch)
+
+    def _wide_forward(self, problem: Any, x: Any) -> tuple[Any, Any]:
+        """r at x, computed from x broadcast to (n, m) with autograd on: the gradient of
+        sum(r) with respect to that leaf is Jᵀ (pointwise residuals)."""
+        torch = self._torch
+        with torch.enable_grad():
+            leaf = x[:, None].expand(x.shape[0], self._m).clone().requires_grad_(True)
+            return leaf, problem.residuals(leaf, self.data, torch)
 
     def residuals_and_jacobian(self, x: Any) -> tuple[Any, Any]:
         """(r, J) by automatic differentiation, on x's device and in its dtype.
@@ -100,14 +118,19 @@ class TorchObjective(Objective):
         self.n_evals += 1
         self.n_fevals += 1
         torch = self._torch
+        graph, self._graph = self._graph, None
+        if graph is not None and graph[0] is not x:
+            graph = None
         x = x.detach()
         if problem.pointwise_residuals:
             if self._m is None:
                 with torch.no_grad():
                     self._m = int(problem.residuals(x, self.data, torch).shape[0])
+            if graph is not None:
+                _, leaf, r_wide = graph
+            else:
+                leaf, r_wide = self._wide_forward(problem, x)
             with torch.enable_grad():
-                leaf = x[:, None].expand(x.shape[0], self._m).clone().requires_grad_(True)
-                r_wide = problem.residuals(leaf, self.data, torch)
                 (jac_t,) = torch.autograd.grad(r_wide.sum(), leaf, allow_unused=True)
             jac = torch.zeros_like(leaf).T if jac_t is None else jac_t.T
             return r_wide.detach(), jac.contiguous()

@@ -6,6 +6,13 @@ model parameters have any scale (NIST Misra1a's b2 is 5e-4), and a step of eps^(
 there would be 1% of the parameter, biasing the Jacobian by ~1e-4 and with it the point
 where Jᵀr = 0. The step actually taken is made exactly representable, and the quotient
 divides by the true distance between the two points.
+
+Pointwise residuals (Problem.pointwise_residuals: r_j from data point j alone, the data
+broadcast against x[i]) take every perturbed point in one call: x of shape (n, 2n, 1), x[i]
+a column of the 2n points' values, gives r of shape (2n, m), one row per point. That is one
+evaluation's worth of Python and array-library calls instead of 2n (NIST Thurber, n=7:
+~15 vectorized numpy calls instead of ~200). Where the residuals do not come back in that
+shape, the points are evaluated one by one.
 """
 
 from __future__ import annotations
@@ -27,15 +34,29 @@ def central_jacobian(residuals: Callable[[Any], Any], x: Any, objective: Any
     r = residuals(x)
     objective.n_fevals += 1 + 2 * x_host.size
     r_host = np.asarray(objective.to_numpy(r), dtype=np.float64).reshape(-1)
-    columns = np.empty((r_host.size, x_host.size))
-    for j in range(x_host.size):
-        h = dtype.type(cbrt_eps * (abs(float(x_host[j])) or 1.0))
-        up, down = x_host.copy(), x_host.copy()
-        up[j] = x_host[j] + h
-        down[j] = x_host[j] - (up[j] - x_host[j])
-        r_up = np.asarray(objective.to_numpy(residuals(objective.from_numpy(up))),
+    n = x_host.size
+    steps = (cbrt_eps * np.where(x_host == 0, 1.0, np.abs(x_host.astype(np.float64)))
+             ).astype(dtype)
+    up = x_host + steps  # rounded to the run's dtype: the step taken is (x+h) − x
+    down = x_host - (up - x_host)
+    if n and getattr(getattr(objective, "problem", None), "pointwise_residuals", False):
+        # Column k of `points` is point k: the n "up" points, then the n "down" points.
+        points = np.tile(x_host[:, None], (1, 2 * n))
+        idx = np.arange(n)
+        points[idx, idx] = up
+        points[idx, n + idx] = down
+        batch = np.asarray(objective.to_numpy(residuals(objective.from_numpy(
+            points[:, :, None]))), dtype=np.float64)
+        if batch.shape == (2 * n, r_host.size):
+            distance = (up.astype(np.float64) - down.astype(np.float64))
+            return r, objective.from_numpy(((batch[:n] - batch[n:]) / distance[:, None]).T)
+    columns = np.empty((r_host.size, n))
+    for j in range(n):
+        point_up, point_down = x_host.copy(), x_host.copy()
+        point_up[j], point_down[j] = up[j], down[j]
+        r_up = np.asarray(objective.to_numpy(residuals(objective.from_numpy(point_up))),
                           dtype=np.float64).reshape(-1)
-        r_down = np.asarray(objective.to_numpy(residuals(objective.from_numpy(down))),
+        r_down = np.asarray(objective.to_numpy(residuals(objective.from_numpy(point_down))),
                             dtype=np.float64).reshape(-1)
         columns[:, j] = (r_up - r_down) / (float(up[j]) - float(down[j]))
     return r, objective.from_numpy(columns)

@@ -24,9 +24,10 @@ What ends a run (done() -> (status, message)), lmder's info codes:
     stalled    6, 7, 8: the same tests met at machine precision while the tolerances are
                smaller: no further reduction is possible in this dtype;
                the Jacobian is not finite at x; MAX_TRIALS trials without a reduction
-After a "converged" test, up to `refine` Gauss–Newton steps judged by the contraction of
-their corrections carry x to the digits the tests cannot see (least_squares.refine); the
-message says how many were taken and why they ended. refine=0 stops where lmder stops.
+After a "converged" test, up to `refine` Gauss–Newton steps (Anderson-mixed from the third
+on) judged by the contraction of their corrections carry x to the digits the tests cannot
+see (least_squares.refine); the message says how many were taken and why they ended.
+refine=0 stops where lmder stops.
 A non-finite sum of squares at x is returned as f, and the runner ends the run "diverged".
 """
 

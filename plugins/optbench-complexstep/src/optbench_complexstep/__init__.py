@@ -121,21 +121,35 @@ class ComplexStepObjective(Objective):
             r = np.asarray(problem.residuals(x, self.data, XP), dtype=self._np_dtype)
             self.n_fevals += 1
             return r, np.empty((r.size, 0), dtype=self._np_dtype)
+        if problem.pointwise_residuals:
+            # Every perturbed point in one call (see optbench.core.jacobian): x[i] a column
+            # of the n points' values, broadcast against the data, r of shape (n, m).
+            z = np.tile(x.astype(self._complex)[:, None], (1, x.size))
+            z[np.arange(x.size), np.arange(x.size)] += 1j * h
+            value = np.asarray(problem.residuals(z[:, :, None], self.data, XP))
+            if value.ndim == 2 and value.shape[0] == x.size:
+                self.n_fevals += x.size
+                self._check_complex(value)
+                return (np.asarray(value[0].real, dtype=self._np_dtype),
+                        np.ascontiguousarray((value.imag / h).T).astype(self._np_dtype))
         columns, r = [], None
         for k in range(x.size):
             z = x.astype(self._complex)
             z[k] += 1j * h
             self.n_fevals += 1
             value = np.asarray(problem.residuals(z, self.data, XP))
-            if not np.iscomplexobj(value):
-                raise TypeError(
-                    f"complexstep: the residuals of {self._problem_name} came back real for "
-                    f"a complex input: they use an operation that is not analytic (abs, "
-                    f"maximum, a comparison...) and cannot be differentiated by complex step")
+            self._check_complex(value)
             columns.append(value.imag / h)
             if r is None:
                 r = np.asarray(value.real, dtype=self._np_dtype)
         return r, np.stack(columns, axis=1).astype(self._np_dtype)
+
+    def _check_complex(self, value: np.ndarray) -> None:
+        if not np.iscomplexobj(value):
+            raise TypeError(
+                f"complexstep: the residuals of {self._problem_name} came back real for "
+                f"a complex input: they use an operation that is not analytic (abs, "
+                f"maximum, a comparison...) and cannot be differentiated by complex step")
 
     def from_numpy(self, array: Any) -> Any:
         return np.array(array, dtype=self._np_dtype)

@@ -116,6 +116,36 @@ def _unknown_option(exc: Exception) -> bool:
     return "compile option" in str(exc)
 
 
+# The jitted functions of recent objectives, shared by a new objective of the same problem
+# with the same non-array data (the same compiled expression, say) on the same device: jit
+# caches its executables per function, so a fit from another start, or by another
+# least-squares method, of the same model reuses them instead of compiling again (NIST's
+# datasets from two starts: one compilation per dataset instead of one per fit). The data's
+# arrays are arguments, so they may differ. Entries keep what their key names alive (ids
+# stay unique), and the oldest goes beyond FUNCTION_CACHE entries.
+FUNCTION_CACHE = 32
+_functions: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _identity(value: Any) -> Any:
+    """A key for a non-array datum: plain values by value, anything else by identity."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return (type(value).__name__, value)
+    if isinstance(value, tuple) and all(isinstance(v, (bool, int, float, str)) for v in value):
+        return ("tuple", value)
+    return ("id", id(value))
+
+
+def _shared(key: tuple[Any, ...], keep: Any) -> dict[str, Any]:
+    entry = _functions.pop(key, None)
+    if entry is None:
+        entry = {"keep": keep}
+    _functions[key] = entry  # the most recent last
+    while len(_functions) > FUNCTION_CACHE:
+        del _functions[next(iter(_functions))]
+    return entry
+
+
 def enable_x64() -> None:
     """Let JAX create float64 arrays (process-wide; see the module's docstring)."""
     import jax
@@ -162,6 +192,7 @@ class JaxObjective(Objective):
         self._platform = self._device.platform
         self._last: Any = None
         self._warm: set[tuple[int, ...]] = set()
+        self._pending: list[Any] = []  # points whose value_and_grad may be compiled ahead
         self._ready = False
 
         self.data = self.convert_data(data)
@@ -176,8 +207,14 @@ class JaxObjective(Objective):
             with jax.default_matmul_precision("highest"):
                 return fn(x, {**others, **arrays}, jnp)
 
-        self._vg = jax.value_and_grad(f)
-        self._vg_jit = jax.jit(self._vg, compiler_options=_compiler_options(self._platform))
+        key = (id(problem), self._platform, str(self._device),
+               tuple(sorted((k, _identity(v)) for k, v in others.items())))
+        self._shared = _shared(key, (problem, others))
+        if "vg" not in self._shared:
+            vg = jax.value_and_grad(f)
+            self._shared.update(vg=vg, vg_jit=jax.jit(
+                vg, compiler_options=_compiler_options(self._platform)))
+        self._vg, self._vg_jit = self._shared["vg"], self._shared["vg_jit"]
         self.problem = problem
         self._others = others
         self._rj_jit: Any = None  # residuals and their Jacobian, compiled at first use
@@ -190,7 +227,7 @@ class JaxObjective(Objective):
         if not _unknown_option(exc) or _compiler_options(self._platform) is None:
             return False
         _options_ok[self._platform] = False
-        self._vg_jit = self._jax.jit(self._vg)
+        self._vg_jit = self._shared["vg_jit"] = self._jax.jit(self._vg)
         return True
 
     def value_and_grad(self, x: Any) -> tuple[Any, Any]:
@@ -231,9 +268,13 @@ class JaxObjective(Objective):
         # of a small run: about half the compile time, and these programs run a few dozen
         # times in a fit).
         elements = sum(int(a.size) for a in self._arrays.values())
-        options = _compiler_options(self._platform, quick=elements <= QUICK_COMPILE_WORK // 100)
-        self._r_jit = jax.jit(residuals, compiler_options=options)
-        self._rj_jit = jax.jit(residuals_and_jacobian, compiler_options=options)
+        quick = elements <= QUICK_COMPILE_WORK // 100
+        options = _compiler_options(self._platform, quick=quick)
+        shared = self._shared.setdefault(("least squares", quick, options is None), {})
+        if not shared:
+            shared.update(r=jax.jit(residuals, compiler_options=options),
+                          rj=jax.jit(residuals_and_jacobian, compiler_options=options))
+        self._r_jit, self._rj_jit = shared["r"], shared["rj"]
 
     def residuals(self, x: Any) -> Any:
         self._least_squares()
@@ -269,17 +310,24 @@ class JaxObjective(Objective):
             raise RuntimeError(f"jax made a {out.dtype} array where {self.dtype} was asked for "
                                "(was jax_enable_x64 switched off meanwhile?)")
         if self._ready and out.ndim >= 1 and out.shape not in self._warm:
-            # A point (x0): compile value_and_grad for its shape now, in the set-up time,
-            # rather than inside the timed loop at its first call.
-            # Not a point after all if it fails: a real call with it would then report.
+            # A point (x0): value_and_grad for its shape is compiled at the next
+            # synchronize() (the runner's, in the set-up time) rather than inside the timed
+            # loop at its first call, unless warm_up has meanwhile run the method's first
+            # steps, which compile what it calls (lm and gn never call value_and_grad).
             self._warm.add(out.shape)
+            self._pending.append(out)
+        return out
+
+    def _compile_pending(self) -> None:
+        points, self._pending = self._pending, []
+        for out in points:
+            # Not a point after all if it fails: a real call with it would then report.
             try:
                 self._jax.block_until_ready(self._vg_jit(out, self._arrays))
             except Exception as exc:
                 if self._without_options(exc):
                     with contextlib.suppress(Exception):
                         self._jax.block_until_ready(self._vg_jit(out, self._arrays))
-        return out
 
     def to_numpy(self, array: Any) -> Any:
         # A writable host copy. np.array reads a jax array through its buffer protocol:
@@ -288,6 +336,8 @@ class JaxObjective(Objective):
         return np.array(array)
 
     def synchronize(self) -> None:
+        if self._pending:
+            self._compile_pending()
         if self._last is not None:
             self._jax.block_until_ready(self._last)
 
@@ -301,6 +351,7 @@ class JaxObjective(Objective):
         """
         if getattr(method, "run", None) is not None:
             return
+        self._pending = []  # the steps below compile what the method calls
         xp, counts = self.xp, (self.n_evals, self.n_fevals)
         try:
             x, state = x0, method.init(x0, xp)
