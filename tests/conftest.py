@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from optbench.plugins import Registry, get_registry
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's workers ignore SIGINT (the controller handles Ctrl-C), and an ignored
+    # signal is inherited through exec: the Ctrl-C tests' subprocesses never saw theirs, and
+    # the in-process ones skipped. A worker takes Python's own handler back, as a plain
+    # pytest process has it.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
