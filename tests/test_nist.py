@@ -54,6 +54,7 @@ def forced_paths():
     return bench_accuracy.measure_on_paths(timeout=600)
 
 
+@pytest.mark.slow  # a subprocess per forced BLAS path (~30 s in all)
 @needs_nist
 @pytest.mark.parametrize("path", bench_accuracy.PATHS, ids=lambda p: p.name)
 def test_digits_do_not_depend_on_the_blas_code_path(path, forced_paths):
