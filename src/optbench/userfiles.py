@@ -126,3 +126,27 @@ def bounded_lines(handle: IO[str], what: str, expected: str) -> Iterator[str]:
             raise UsageError(f"{what}: line {lineno} is longer than {MAX_LINE} characters; "
                              f"expected {expected}")
         yield line
+
+
+def csv_rows(path: str | os.PathLike[str], what: str, expected: str,
+             unreadable: str | None = None) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each CSV row of a data file that is not blank, the file
+    opened through open_text (kind "data") and read a bounded line at a time. A CSV error
+    (a field over csv's limit of 131,072 characters, ...) or a failed read is one UsageError
+    naming the file and what was `expected` (`unreadable`, if given, for a failed read)."""
+    import csv
+
+    # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first cell.
+    handle = open_text(path, "data", what=what, encoding="utf-8-sig", newline="")
+    reader = csv.reader(bounded_lines(handle, what, expected))
+    try:
+        with handle:
+            for row in reader:
+                if row and any(cell.strip() for cell in row):
+                    yield reader.line_num, row
+    except csv.Error as exc:
+        raise UsageError(f"{what}: line {reader.line_num}: {exc}; expected {expected}"
+                         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{what}: cannot read it ({exc.__class__.__name__}); expected "
+                         f"{unreadable or expected}") from None

@@ -10,7 +10,6 @@ executed or evaluated: cells go through float() only.
 
 from __future__ import annotations
 
-import csv
 import keyword
 import math
 from array import array
@@ -22,7 +21,7 @@ import numpy as np
 
 from optbench import memory
 from optbench.errors import UsageError
-from optbench.userfiles import bounded_lines, open_text
+from optbench.userfiles import csv_rows
 
 MAX_COLUMNS = 64
 MAX_ROWS = 1_000_000  # the Jacobian of a fit holds rows × parameters numbers
@@ -92,21 +91,9 @@ def _is_number(cell: str) -> bool:
 
 def _rows(path: str, source: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) of each non-blank row, read through userfiles."""
-    # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first name.
-    handle = open_text(path, "data", what=source, encoding="utf-8-sig", newline="")
-    expected = f"a CSV file of numbers under {HEADER_EXAMPLE}"
-    reader = csv.reader(bounded_lines(handle, source, expected))
-    try:
-        with handle:
-            for row in reader:
-                if row and any(cell.strip() for cell in row):
-                    yield reader.line_num, [cell.strip() for cell in row]
-    except csv.Error as exc:  # a field over csv's limit of 131,072 characters, ...
-        raise UsageError(f"{source}: line {reader.line_num}: {exc}; expected a CSV file of "
-                         f"numbers under {HEADER_EXAMPLE}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{source}: cannot read it ({exc.__class__.__name__}); expected a "
-                         f"CSV text file") from None
+    for line, row in csv_rows(path, source, f"a CSV file of numbers under {HEADER_EXAMPLE}",
+                              unreadable="a CSV text file"):
+        yield line, [cell.strip() for cell in row]
 
 
 def _header(line: int, cells: list[str], source: str) -> list[str]:

@@ -6,7 +6,6 @@ polynomial's terms, highest power first (the order of numpy.polyfit and of `coef
 
 from __future__ import annotations
 
-import csv
 import math
 from array import array
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from optbench.problems.polynomial_basis import (
     refine_least_squares,
     vandermonde,
 )
-from optbench.userfiles import bounded_lines, open_text
+from optbench.userfiles import csv_rows
 
 
 def term_names(degree: int) -> tuple[str, ...]:
@@ -57,39 +56,26 @@ def read_points(path: str, per_point: int | None = None) -> tuple[np.ndarray, np
     max_points = have // per_point if per_point else None
     xs, ys = array("d"), array("d")  # 16 bytes a point, not two Python floats' 64
     first_row = True
-    # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first number.
-    handle = open_text(path, "data", what=name, encoding="utf-8-sig", newline="")
-    reader = csv.reader(bounded_lines(handle, name, "a CSV file of x,y points"))
-    try:
-        with handle:
-            for row in reader:
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                header_allowed, first_row = first_row, False
-                try:
-                    if len(row) != 2:
-                        raise ValueError
-                    x, y = float(row[0]), float(row[1])
-                    if not (math.isfinite(x) and math.isfinite(y)):
-                        raise ValueError
-                except ValueError:
-                    if header_allowed:
-                        continue  # a header: the first row that is not blank
-                    shown = ",".join(row)[:60]
-                    raise UsageError(f"{name}: line {reader.line_num} is {shown!r}; expected "
-                                     f"two finite numbers x,y") from None
-                if max_points is not None and len(xs) >= max_points:
-                    raise UsageError(f"{name} holds more than {max_points} points, which "
-                                     f"would need more than the {memory.human(have)} of "
-                                     f"memory available to optbench")
-                xs.append(x)
-                ys.append(y)
-    except csv.Error as exc:  # a field over csv's limit of 131,072 characters, ...
-        raise UsageError(f"{name}: line {reader.line_num}: {exc}; expected a CSV file "
-                         f"of x,y points") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{name}: cannot read it ({exc.__class__.__name__}); "
-                         f"expected a CSV file of x,y points") from None
+    for line, row in csv_rows(path, name, "a CSV file of x,y points"):
+        header_allowed, first_row = first_row, False
+        try:
+            if len(row) != 2:
+                raise ValueError
+            x, y = float(row[0]), float(row[1])
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise ValueError
+        except ValueError:
+            if header_allowed:
+                continue  # a header: the first row that is not blank
+            shown = ",".join(row)[:60]
+            raise UsageError(f"{name}: line {line} is {shown!r}; expected two finite "
+                             f"numbers x,y") from None
+        if max_points is not None and len(xs) >= max_points:
+            raise UsageError(f"{name} holds more than {max_points} points, which would need "
+                             f"more than the {memory.human(have)} of memory available to "
+                             f"optbench")
+        xs.append(x)
+        ys.append(y)
     if len(xs) < 2:
         raise UsageError(f"{name}: holds {len(xs)} points; expected at least 2 x,y rows")
     return np.frombuffer(xs, dtype=np.float64), np.frombuffer(ys, dtype=np.float64)
