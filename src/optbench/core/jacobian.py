@@ -8,11 +8,11 @@ where Jᵀr = 0. The step actually taken is made exactly representable, and the 
 divides by the true distance between the two points.
 
 Pointwise residuals (Problem.pointwise_residuals: r_j from data point j alone, the data
-broadcast against x[i]) take every perturbed point in one call: x of shape (n, 2n, 1), x[i]
-a column of the 2n points' values, gives r of shape (2n, m), one row per point. That is one
-evaluation's worth of Python and array-library calls instead of 2n (NIST Thurber, n=7:
-~15 vectorized numpy calls instead of ~200). Where the residuals do not come back in that
-shape, the points are evaluated one by one.
+broadcast against x[i]) take x and every perturbed point in one call: x of shape
+(n, 2n + 1, 1), x[i] a column of the points' values, gives r of shape (2n + 1, m), one row
+per point. That is one evaluation's worth of Python and array-library calls instead of
+2n + 1 (NIST Thurber, n=7: ~15 vectorized numpy calls instead of ~200). Where the residuals
+do not come back in that shape, the points are evaluated one by one.
 """
 
 from __future__ import annotations
@@ -30,26 +30,25 @@ def central_jacobian(residuals: Callable[[Any], Any], x: Any, objective: Any
     objective.n_fevals grows by 2n + 1."""
     dtype = np.dtype(objective.dtype)
     x_host = np.asarray(objective.to_numpy(x), dtype=dtype).reshape(-1)
-    cbrt_eps = float(np.finfo(dtype).eps) ** (1.0 / 3.0)
-    r = residuals(x)
-    objective.n_fevals += 1 + 2 * x_host.size
-    r_host = np.asarray(objective.to_numpy(r), dtype=np.float64).reshape(-1)
     n = x_host.size
-    steps = (cbrt_eps * np.where(x_host == 0, 1.0, np.abs(x_host.astype(np.float64)))
-             ).astype(dtype)
-    up = x_host + steps  # rounded to the run's dtype: the step taken is (x+h) − x
-    down = x_host - (up - x_host)
+    objective.n_fevals += 1 + 2 * n
+    up, down = _steps(x_host, dtype)
     if n and getattr(getattr(objective, "problem", None), "pointwise_residuals", False):
-        # Column k of `points` is point k: the n "up" points, then the n "down" points.
-        points = np.tile(x_host[:, None], (1, 2 * n))
-        idx = np.arange(n)
-        points[idx, idx] = up
-        points[idx, n + idx] = down
+        # Row k of `points` is point k: x, the n "up" points, then the n "down" points; it
+        # goes in as x of shape (n, 2n + 1, 1), the parameters' columns.
+        points = np.empty((2 * n + 1, n), dtype=dtype)
+        points[:] = x_host
+        diagonal = np.arange(n)
+        points[diagonal + 1, diagonal] = up
+        points[diagonal + 1 + n, diagonal] = down
         batch = np.asarray(objective.to_numpy(residuals(objective.from_numpy(
-            points[:, :, None]))), dtype=np.float64)
-        if batch.shape == (2 * n, r_host.size):
-            distance = (up.astype(np.float64) - down.astype(np.float64))
-            return r, objective.from_numpy(((batch[:n] - batch[n:]) / distance[:, None]).T)
+            points.T[:, :, None]))), dtype=np.float64)
+        if batch.ndim == 2 and batch.shape[0] == 2 * n + 1:
+            distance = up.astype(np.float64) - down
+            jac = (batch[1:n + 1] - batch[n + 1:]) / distance[:, None]
+            return objective.from_numpy(batch[0]), objective.from_numpy(jac.T)
+    r = residuals(x)
+    r_host = np.asarray(objective.to_numpy(r), dtype=np.float64).reshape(-1)
     columns = np.empty((r_host.size, n))
     for j in range(n):
         point_up, point_down = x_host.copy(), x_host.copy()
@@ -60,3 +59,17 @@ def central_jacobian(residuals: Callable[[Any], Any], x: Any, objective: Any
                             dtype=np.float64).reshape(-1)
         columns[:, j] = (r_up - r_down) / (float(up[j]) - float(down[j]))
     return r, objective.from_numpy(columns)
+
+
+_CBRT_EPS = {np.dtype(t): float(np.finfo(t).eps) ** (1.0 / 3.0)
+             for t in (np.float64, np.float32)}
+
+
+def _steps(x: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The points x ± h (in the run's dtype), h_j = eps^(1/3)·|x_j| (eps^(1/3) where x_j is
+    0), the step taken made exactly representable: up − x and x − down are the same."""
+    cbrt_eps = _CBRT_EPS.get(dtype) or float(np.finfo(dtype).eps) ** (1.0 / 3.0)
+    scale = np.abs(x).astype(np.float64)
+    scale[scale == 0] = 1.0
+    up = x + (cbrt_eps * scale).astype(dtype)  # rounded to the run's dtype
+    return up, x - (up - x)

@@ -80,7 +80,7 @@ def gn(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
         jp = e.jac @ p
         slope = 2.0 * float(e.r @ jp)  # ∇f·p
         diag = np.where(e.colnorms > 0, e.colnorms, 1.0)
-        if float(np.linalg.norm(q)) <= xtol * ls.scaled_norm(diag, x_host, e.colnorms):
+        if ls.norm(q) <= xtol * ls.scaled_norm(diag, x_host, e.colnorms):
             # The whole correction is below xtol: no step can change x by more (a zero
             # residual reached to rounding, where no step decreases f measurably). Judged
             # before the slope: at the exact solution p is rounding and ∇f·p may be 0.
@@ -108,12 +108,12 @@ def gn(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
         said = []
         if abs(actred) <= ftol and prered <= ftol:
             said.append(f"relative reduction of the sum of squares <= ftol={ftol:g}")
-        if t * float(np.linalg.norm(q)) <= xtol * xnorm:
+        if t * ls.norm(q) <= xtol * xnorm:
             said.append(f"relative change of x <= xtol={xtol:g}")
         done = ls.undetermined((ls.CONVERGED, " and ".join(said)), e) if said else None
         if done is not None and done[0] == ls.CONVERGED and refine > 0:
             return trial, GNState(iteration, None, ls.Refining(done)), e.f, e.g
-        if done is None and f0 - f1 <= eps * f0 and t * float(np.linalg.norm(q)) <= (
+        if done is None and f0 - f1 <= eps * f0 and t * ls.norm(q) <= (
                 eps * xnorm):
             done = (ls.STALLED, "no further reduction is possible in this precision")
         return trial, GNState(iteration, done), e.f, e.g
@@ -121,7 +121,7 @@ def gn(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
     def done(state):
         return state.done
 
-    return Method(init, step, done)
+    return Method(init, ls.quiet(step), done)
 
 
 class GaussNewton(Optimizer):

@@ -57,28 +57,42 @@ def host(objective: Any, array: Any) -> np.ndarray:
     return np.asarray(objective.to_numpy(array), dtype=np.float64)
 
 
+def quiet(step: Any) -> Any:
+    """`step` with numpy's overflow and invalid-operation warnings off, once for the whole
+    step: a trial point where the model overflows is an ordinary event here (the step is
+    rejected, the radius shrinks), not something to warn about."""
+    def quiet_step(objective: Any, x: Any, state: Any) -> Any:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return step(objective, x, state)
+
+    return quiet_step
+
+
+def norm(v: np.ndarray) -> float:
+    """||v||, as np.linalg.norm computes it for a real vector (sqrt of the dot product),
+    without its per-call overhead: these solvers take it several times a step on vectors
+    of a few numbers. Called inside `quiet` (an overflow is inf, silently)."""
+    return math.sqrt(float(v @ v))
+
+
 def evaluate(objective: Any, x: Any) -> Evaluation:
     r_b, j_b = objective.residuals_and_jacobian(x)
     r = host(objective, r_b).reshape(-1)
     jac = host(objective, j_b).reshape(r.size, -1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        fnorm = float(np.linalg.norm(r))
-        colnorms = np.linalg.norm(jac, axis=0)
-        jtr = jac.T @ r
-        grad = 2.0 * jtr
+    fnorm = norm(r)
+    colnorms = np.sqrt((jac * jac).sum(axis=0))
+    jtr = jac.T @ r
     # f and g in the backend's arrays, as value_and_grad gives them (f summed there: no
     # host-to-device copy, which costs 80 µs a call on jax).
-    xp = objective.xp
-    f = xp.sum(r_b * r_b)
-    return Evaluation(r, jac, fnorm, colnorms, jtr, f, objective.from_numpy(grad))
+    f = objective.xp.sum(r_b * r_b)
+    return Evaluation(r, jac, fnorm, colnorms, jtr, f, objective.from_numpy(2.0 * jtr))
 
 
 def trial_norm(objective: Any, x_trial: Any) -> float:
     """||r|| at a trial point; inf where r is not finite (the step is then too long)."""
     r = host(objective, objective.residuals(x_trial))
-    with np.errstate(over="ignore", invalid="ignore"):
-        norm = float(np.linalg.norm(r))
-    return norm if np.isfinite(norm) else np.inf
+    value = norm(r)
+    return value if math.isfinite(value) else math.inf
 
 
 def scaled_gradient(e: Evaluation) -> float:
@@ -87,7 +101,9 @@ def scaled_gradient(e: Evaluation) -> float:
     if e.fnorm == 0:
         return 0.0
     nonzero = e.colnorms > 0
-    if not np.any(nonzero):
+    if nonzero.all():
+        return float((np.abs(e.jtr) / (e.colnorms * e.fnorm)).max())
+    if not nonzero.any():
         return 0.0
     dots = np.abs(e.jtr[nonzero])
     return float(np.max(dots / (e.colnorms[nonzero] * e.fnorm)))
@@ -96,6 +112,8 @@ def scaled_gradient(e: Evaluation) -> float:
 def point(objective: Any, x_host: np.ndarray) -> tuple[np.ndarray, Any]:
     """x as the backend holds it (rounded to the run's dtype) and the backend's array."""
     x_b = objective.from_numpy(x_host)
+    if objective.dtype == "float64":
+        return x_host, x_b
     return np.asarray(x_host.astype(np.dtype(objective.dtype)), dtype=np.float64), x_b
 
 
@@ -104,8 +122,11 @@ def scaled_norm(diag: np.ndarray, x: np.ndarray, colnorms: np.ndarray) -> float:
     column). MINPACK's ||D x|| counts every parameter: one that ran off to 1e51 where the
     model no longer depends on it (an exponential rate, NIST MGH17 on Gauss-Newton) makes
     every step "relatively" small, and the xtol test would call that point converged."""
-    scaled = (diag * x)[colnorms > 0]
-    return float(np.sqrt(scaled @ scaled))
+    scaled = diag * x
+    depends = colnorms > 0
+    if not depends.all():
+        scaled = scaled[depends]
+    return norm(scaled)
 
 
 def undetermined(verdict: tuple[str, str], e: Evaluation) -> tuple[str, str]:
@@ -121,8 +142,12 @@ def undetermined(verdict: tuple[str, str], e: Evaluation) -> tuple[str, str]:
                      f"point (zero Jacobian column): not determined, not a fit")
 
 
+_EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps)}
+
+
 def machine_eps(objective: Any) -> float:
-    return float(np.finfo(np.dtype(objective.dtype)).eps)
+    eps = _EPS.get(objective.dtype)
+    return eps if eps is not None else float(np.finfo(np.dtype(objective.dtype)).eps)
 
 
 CONVERGED = "converged"
@@ -208,7 +233,7 @@ def refine(objective: Any, x: Any, x_host: np.ndarray, e: Evaluation, diag: np.n
     if grew:
         return finish(ref.prev_x, back, "the next one increased the sum of squares")
     q = gauss_newton(e.jac, e.r, diag, eps)
-    q_norm = float(np.linalg.norm(q))
+    q_norm = norm(q)
     xnorm = max(scaled_norm(diag, x_host, e.colnorms), np.finfo(float).tiny)
     error = math.inf
     rate, history = ref.rate, ref.history

@@ -65,19 +65,28 @@ def lmpar(s: np.ndarray, vt: np.ndarray, uf: np.ndarray, delta: float, par: floa
     rank = int(np.sum(s > s[0] * max(vt.shape[0], n, uf.size) * eps))
     su = s * uf
     gn = -(vt[:rank].T @ (uf[:rank] / s[:rank]))
-    gn_norm = float(np.linalg.norm(gn))
+    gn_norm = math.sqrt(float(gn @ gn))
     if gn_norm - delta <= 0.1 * delta:
         return 0.0, gn
+    # φ in plain floats: a fit has a handful of parameters, and numpy's per-call overhead
+    # on arrays of 2-10 numbers would cost more than the arithmetic (this loop ran 100 µs a
+    # call in numpy, most of lm's own time per step).
+    terms = list(zip((s * s).tolist(), su.tolist(), strict=True))
 
     def phi(lam: float) -> tuple[float, float]:
-        denom = s * s + lam
-        q_norm = float(np.linalg.norm(su / denom))
-        derivative = -float(np.sum(su * su / denom**3)) / q_norm
-        return q_norm - delta, derivative
+        q2 = cubed = 0.0
+        for s2, su_j in terms:
+            denom = s2 + lam
+            t = su_j / denom
+            t *= t
+            q2 += t
+            cubed += t / denom
+        q_norm = math.sqrt(q2)
+        return q_norm - delta, -cubed / q_norm
 
     # Bounds on λ: phi(upper) <= 0 (||Ĵᵀr||/Δ); the Newton step from 0 where J has full rank
     # (φ is convex in λ, so it undershoots the root).
-    upper = float(np.linalg.norm(su)) / delta
+    upper = math.sqrt(float(su @ su)) / delta
     lower = 0.0
     if rank == n:
         f0, d0 = phi(0.0)
@@ -113,7 +122,7 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
 
         if not math.isfinite(e.fnorm):
             return x, state._replace(iteration=iteration), e.f, e.g  # runner: diverged
-        if not np.all(np.isfinite(e.jac)):
+        if not np.isfinite(e.jac).all():
             return final(ls.STALLED, "the Jacobian is not finite at x")
         x_host = ls.host(objective, x).reshape(-1)
         n = x_host.size
@@ -145,13 +154,13 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
         for _ in range(MAX_TRIALS):
             par, q = lmpar(s, vt, uf, delta, par, eps)
             p = q / diag
-            pnorm = float(np.linalg.norm(q))
+            pnorm = ls.norm(q)
             if iteration == 1:
                 delta = min(delta, pnorm)
             trial_host, trial = ls.point(objective, x_host + p)
             fnorm1 = ls.trial_norm(objective, trial)
             actred = 1.0 - (fnorm1 / fnorm) ** 2 if 0.1 * fnorm1 < fnorm else -1.0
-            temp1 = float(np.linalg.norm(e.jac @ p)) / fnorm
+            temp1 = ls.norm(e.jac @ p) / fnorm
             temp2 = math.sqrt(par) * pnorm / fnorm
             prered = temp1 * temp1 + temp2 * temp2 / 0.5
             dirder = -(temp1 * temp1 + temp2 * temp2)
@@ -185,7 +194,7 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
     def done(state):
         return state.done
 
-    return Method(init, step, done)
+    return Method(init, ls.quiet(step), done)
 
 
 def _verdict(actred: float, prered: float, ratio: float, delta: float, xnorm: float,
