@@ -38,9 +38,9 @@ def central_jacobian(residuals: Callable[[Any], Any], x: Any, objective: Any
         # goes in as x of shape (n, 2n + 1, 1), the parameters' columns.
         points = np.empty((2 * n + 1, n), dtype=dtype)
         points[:] = x_host
-        diagonal = np.arange(n)
-        points[diagonal + 1, diagonal] = up
-        points[diagonal + 1 + n, diagonal] = down
+        flat = points.reshape(-1)  # entry (1 + k, k) is flat n + k(n + 1), (1 + n + k, k)
+        flat[n:n * (n + 1):n + 1] = up  # is n(n + 1) + k(n + 1): strided slices, no
+        flat[n * (n + 1)::n + 1] = down  # fancy indexing
         batch = np.asarray(objective.to_numpy(residuals(objective.from_numpy(
             points.T[:, :, None]))), dtype=np.float64)
         if batch.ndim == 2 and batch.shape[0] == 2 * n + 1:
@@ -69,7 +69,8 @@ def _steps(x: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """The points x ± h (in the run's dtype), h_j = eps^(1/3)·|x_j| (eps^(1/3) where x_j is
     0), the step taken made exactly representable: up − x and x − down are the same."""
     cbrt_eps = _CBRT_EPS.get(dtype) or float(np.finfo(dtype).eps) ** (1.0 / 3.0)
-    scale = np.abs(x).astype(np.float64)
-    scale[scale == 0] = 1.0
-    up = x + (cbrt_eps * scale).astype(dtype)  # rounded to the run's dtype
+    scale = np.abs(x) if x.dtype == np.float64 else np.abs(x).astype(np.float64)
+    if np.count_nonzero(scale) < scale.size:
+        scale[scale == 0] = 1.0
+    up = x + (cbrt_eps * scale).astype(dtype, copy=False)  # rounded to the run's dtype
     return up, x - (up - x)

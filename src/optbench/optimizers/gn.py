@@ -40,7 +40,7 @@ def gauss_newton_direction(jac: np.ndarray, r: np.ndarray, colnorms: np.ndarray,
     """(p, D·p): the minimum-norm solution of min ||J p + r|| in the scaled variables
     D·p, D the column norms (so that the rank cutoff does not depend on units)."""
     diag = np.where(colnorms > 0, colnorms, 1.0)
-    u, s, vt = np.linalg.svd(jac / diag, full_matrices=False)
+    u, s, vt = ls.svd(jac / diag)
     if s.size == 0 or s[0] == 0:
         return np.zeros(jac.shape[1]), np.zeros(jac.shape[1])
     rank = int(np.sum(s > s[0] * max(jac.shape) * eps))

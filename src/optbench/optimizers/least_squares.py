@@ -68,11 +68,34 @@ def quiet(step: Any) -> Any:
     return quiet_step
 
 
+def every(mask: np.ndarray) -> bool:
+    """mask.all(), at a third of its per-call cost (it goes through Python)."""
+    return np.count_nonzero(mask) == mask.size
+
+
 def norm(v: np.ndarray) -> float:
     """||v||, as np.linalg.norm computes it for a real vector (sqrt of the dot product),
     without its per-call overhead: these solvers take it several times a step on vectors
     of a few numbers. Called inside `quiet` (an overflow is inf, silently)."""
     return math.sqrt(float(v @ v))
+
+
+try:  # LAPACK's reduced SVD as numpy's linalg calls it (present in numpy 1.x and 2.x)
+    from numpy.linalg._umath_linalg import svd_s as _svd_s
+except ImportError:  # pragma: no cover - another numpy layout: the public function
+    _svd_s = None
+
+
+def svd(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.linalg.svd(a, full_matrices=False) of a real float64 matrix, calling LAPACK's
+    gufunc directly: np.linalg's checks and wrapping cost ~10 µs a call, as much as the
+    factorization of a fit's small Jacobian. Where LAPACK did not converge (its outputs are
+    then NaN), np.linalg.svd is called, and raises LinAlgError as it always did."""
+    if _svd_s is not None and a.dtype == np.float64 and a.ndim == 2 and a.size:
+        u, s, vt = _svd_s(a, signature="d->ddd")
+        if math.isfinite(float(s.sum())):
+            return u, s, vt
+    return np.linalg.svd(a, full_matrices=False)
 
 
 def evaluate(objective: Any, x: Any) -> Evaluation:
@@ -83,8 +106,8 @@ def evaluate(objective: Any, x: Any) -> Evaluation:
     colnorms = np.sqrt((jac * jac).sum(axis=0))
     jtr = jac.T @ r
     # f and g in the backend's arrays, as value_and_grad gives them (f summed there: no
-    # host-to-device copy, which costs 80 µs a call on jax).
-    f = objective.xp.sum(r_b * r_b)
+    # host-to-device copy, which costs 80 µs a call on jax; one product, not two calls).
+    f = r_b @ r_b if getattr(r_b, "ndim", 0) == 1 else objective.xp.sum(r_b * r_b)
     return Evaluation(r, jac, fnorm, colnorms, jtr, f, objective.from_numpy(2.0 * jtr))
 
 
@@ -101,7 +124,7 @@ def scaled_gradient(e: Evaluation) -> float:
     if e.fnorm == 0:
         return 0.0
     nonzero = e.colnorms > 0
-    if nonzero.all():
+    if every(nonzero):
         return float((np.abs(e.jtr) / (e.colnorms * e.fnorm)).max())
     if not nonzero.any():
         return 0.0
@@ -124,7 +147,7 @@ def scaled_norm(diag: np.ndarray, x: np.ndarray, colnorms: np.ndarray) -> float:
     every step "relatively" small, and the xtol test would call that point converged."""
     scaled = diag * x
     depends = colnorms > 0
-    if not depends.all():
+    if not every(depends):
         scaled = scaled[depends]
     return norm(scaled)
 
@@ -201,10 +224,10 @@ class Refining(NamedTuple):
 def gauss_newton(jac: np.ndarray, r: np.ndarray, diag: np.ndarray, eps: float
                  ) -> np.ndarray:
     """The scaled minimum-norm Gauss–Newton step q = D·p minimizing ||J p + r||."""
-    u, s, vt = np.linalg.svd(jac / diag, full_matrices=False)
+    u, s, vt = svd(jac / diag)
     if s.size == 0 or s[0] == 0:
         return np.zeros(jac.shape[1])
-    rank = int(np.sum(s > s[0] * max(jac.shape) * eps))
+    rank = np.count_nonzero(s > s[0] * max(jac.shape) * eps)
     return -(vt[:rank].T @ ((u[:, :rank].T @ r) / s[:rank]))
 
 
@@ -248,7 +271,7 @@ def refine(objective: Any, x: Any, x_host: np.ndarray, e: Evaluation, diag: np.n
             rate = theta  # the second plain step: the plain iteration's rate
         bound = max(rate, theta)
         error = q_norm * bound / (1.0 - bound) / xnorm
-    if not np.all(np.isfinite(q)) or q_norm <= eps * xnorm:
+    if not math.isfinite(q_norm) or q_norm <= eps * xnorm:  # q not finite: nor is ||q||
         return finish(x, ref.steps, "the correction is below rounding")
     if ref.steps >= limit:
         return finish(x, ref.steps, f"the limit refine={limit}")
@@ -275,7 +298,7 @@ def _anderson(history: tuple[tuple[np.ndarray, np.ndarray], ...], diag: np.ndarr
     xs = np.stack([h[0] for h in history], axis=1)
     ps = np.stack([h[1] for h in history], axis=1)
     dx, dp = np.diff(xs, axis=1), np.diff(ps, axis=1)
-    u, s, vt = np.linalg.svd(dp * diag[:, None], full_matrices=False)
+    u, s, vt = svd(dp * diag[:, None])
     if s.size == 0 or not s[0] > 0:
         return None
     keep = s > s[0] * max(dp.shape) * eps

@@ -62,7 +62,7 @@ def lmpar(s: np.ndarray, vt: np.ndarray, uf: np.ndarray, delta: float, par: floa
     n = vt.shape[1]
     if s.size == 0 or s[0] == 0:
         return 0.0, np.zeros(n)
-    rank = int(np.sum(s > s[0] * max(vt.shape[0], n, uf.size) * eps))
+    rank = np.count_nonzero(s > s[0] * max(vt.shape[0], n, uf.size) * eps)
     su = s * uf
     gn = -(vt[:rank].T @ (uf[:rank] / s[:rank]))
     gn_norm = math.sqrt(float(gn @ gn))
@@ -122,7 +122,7 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
 
         if not math.isfinite(e.fnorm):
             return x, state._replace(iteration=iteration), e.f, e.g  # runner: diverged
-        if not np.isfinite(e.jac).all():
+        if not ls.every(np.isfinite(e.jac)):
             return final(ls.STALLED, "the Jacobian is not finite at x")
         x_host = ls.host(objective, x).reshape(-1)
         n = x_host.size
@@ -148,7 +148,7 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
             return final(*ls.undetermined((ls.CONVERGED, f"the residuals are orthogonal to "
                          f"the Jacobian's columns to gtol={gtol:g} (cosine {gnorm:.3g})"), e))
 
-        u, s, vt = np.linalg.svd(e.jac / diag, full_matrices=False)
+        u, s, vt = ls.svd(e.jac / diag)
         uf = u.T @ e.r
         fnorm = e.fnorm
         for _ in range(MAX_TRIALS):
