@@ -5,8 +5,10 @@
     x, state, f, g = method.step(objective, x, state)
 
 `step` evaluates the objective at the x it is given (f and g are the values *there*) and
-returns the next point. It never mutates x or the state it received; it builds new ones.
-Written against the namespace `xp`, one optimizer runs on every backend.
+returns the next point. f and g are the backend's arrays, or, for a method that computes
+them on the host (lm, gn: their linear algebra is numpy), a float and a numpy array. It
+never mutates x or the state it received; it builds new ones. Written against the
+namespace `xp`, one optimizer runs on every backend.
 
 `done(state)` is optional: an optimizer with its own stopping tests (L-BFGS's
 tolerance_grad, tolerance_change) says there that the point it just returned is final, and

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from optbench.core import Method, Objective
 from optbench.runner.stopping import Criterion, Progress, TimeLimit, self_stop
 
@@ -60,6 +62,8 @@ def optimize(objective: Objective, method: Method, x0: Any, *, steps: int,
     trace: list[list[float]] = []
 
     def grad_norm(g: Any) -> float:
+        if isinstance(g, np.ndarray):  # computed on the host (lm, gn: see Method)
+            return float(np.sqrt(np.sum(g * g)))
         return float(xp.sqrt(xp.sum(g * g)))
 
     x = x0

@@ -250,7 +250,10 @@ def verdict(name: str, failures: list[str], ok: str, heading: str = "") -> Check
 
 
 def host(objective: Any, array: Any) -> np.ndarray:
-    """A backend array as a float64 numpy copy."""
+    """A backend array as a float64 numpy copy (a value already on the host, as lm's and
+    gn's f and g are, as it is)."""
+    if isinstance(array, (float, int, np.ndarray, np.generic)):
+        return np.array(array, dtype=np.float64)
     return np.array(objective.to_numpy(array), dtype=np.float64)
 
 
