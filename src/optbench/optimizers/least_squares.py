@@ -191,7 +191,9 @@ STALLED = "stalled"
 # xtol·||D x||, or once the correction is below rounding; where θ > CONTRACTION (the
 # iteration does not converge there) or the sum of squares grew measurably, it ends at the
 # point before the last step (the point the tests accepted, at worst). Each step costs one
-# Jacobian.
+# Jacobian. Where the method's own last step was a full Gauss–Newton step (lm's λ = 0), it
+# is the first correction of that sequence (a seeded start: Refining's prev_* describe it),
+# so a fit that contracts fast ends after one refinement step, not two.
 #
 # Acceleration. Near the solution that iteration is linear, e_k+1 = M·e_k with M =
 # (JᵀJ)⁻¹·Σ r_i∇²r_i, and on a large-residual fit its rate is slow (NIST Thurber: θ = 0.67,
@@ -214,6 +216,7 @@ class Refining(NamedTuple):
     verdict: tuple[str, str]  # the tests' verdict (converged), reported at the end
     steps: int = 0  # refinement steps taken
     prev_x: Any = None  # the point before the last step (backend array); None before one
+    # (a seeded start: the point before the method's own last step, a Gauss–Newton step)
     prev_fnorm: float = math.inf  # ||r|| there
     prev_q: float = math.inf  # ||q|| of the last step (scaled)
     rate: float = math.nan  # ρ: the plain iteration's rate, once two plain steps are taken
@@ -243,7 +246,7 @@ def refine(objective: Any, x: Any, x_host: np.ndarray, e: Evaluation, diag: np.n
                 f"({why})" if steps else "")
         return x_final, ref, undetermined((status, message + note), e)
 
-    back = ref.steps - 1
+    back = max(ref.steps - 1, 0)
 
     def undo_mixing() -> tuple:
         # The plain step from the point before the mixed one, and no more mixing.
@@ -251,11 +254,14 @@ def refine(objective: Any, x: Any, x_host: np.ndarray, e: Evaluation, diag: np.n
         _, trial = point(objective, x_before + p_before)
         return trial, ref._replace(mixed=False, mixing=False), None
 
+    # Back to the point before the last step, unless that step was the method's own (a
+    # seeded start, no refinement step taken): then here, where its tests stopped.
+    before = ref.prev_x if ref.steps else x
     grew = ref.prev_x is not None and not e.fnorm <= ref.prev_fnorm * (1 + math.sqrt(eps))
     if grew and ref.mixed:
         return undo_mixing()
     if grew:
-        return finish(ref.prev_x, back, "the next one increased the sum of squares")
+        return finish(before, back, "the next one increased the sum of squares")
     q = gauss_newton(e.jac, e.r, diag, eps)
     q_norm = norm(q)
     xnorm = max(scaled_norm(diag, x_host, e.colnorms), np.finfo(float).tiny)
@@ -264,7 +270,7 @@ def refine(objective: Any, x: Any, x_host: np.ndarray, e: Evaluation, diag: np.n
     if ref.prev_x is not None:
         theta = q_norm / ref.prev_q
         if not theta <= CONTRACTION:
-            return finish(ref.prev_x, back, f"the next one did not contract: rate "
+            return finish(before, back, f"the next one did not contract: rate "
                           f"{theta:.2g}")
         if ref.mixed and theta > rate:
             return undo_mixing()

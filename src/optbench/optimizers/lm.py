@@ -183,7 +183,11 @@ def lm(ftol: float = ls.FTOL, xtol: float = ls.XTOL, gtol: float = ls.GTOL,
             reason = _verdict(actred, prered, ratio, delta, xnorm, gnorm, ftol, xtol, gtol,
                               eps)
             if reason is not None and reason[0] == ls.CONVERGED and refine > 0:
-                return x_out, new_state._replace(refining=ls.Refining(reason)), e.f, e.g
+                # An accepted step with λ = 0 was a Gauss–Newton step: the refinement's
+                # first correction (least_squares.refine, a seeded start).
+                seeded = (ls.Refining(reason, 0, x, fnorm, pnorm) if accepted and par == 0
+                          else ls.Refining(reason))
+                return x_out, new_state._replace(refining=seeded), e.f, e.g
             if reason is not None:
                 return x_out, new_state._replace(done=ls.undetermined(reason, e)), e.f, e.g
             if accepted:
