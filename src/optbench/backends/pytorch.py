@@ -148,8 +148,8 @@ class TorchObjective(Objective):
 
     def batched_residuals_and_jacobian(self, X: Any, data: Any = None) -> tuple[Any, Any]:
         """(r, J) of F fits at once (optbench.core.batch), shapes (F, m) and (F, m, p): the
-        pointwise trick with one more leading dimension, X broadcast to (p, F, m) and one
-        backward pass of sum(r), which gives J as (p, F, m)."""
+        pointwise trick with one more leading dimension, each parameter broadcast to (F, m)
+        and one backward pass of sum(r)."""
         from optbench.core import batch
 
         problem = self.residual_problem()
@@ -168,12 +168,15 @@ class TorchObjective(Objective):
                                                                      n_fits),
                                                           torch).shape[-1])
         with torch.enable_grad():
-            leaf = X.T[:, :, None].expand(p, n_fits, m).clone().requires_grad_(True)
-            r = problem.residuals(leaf, data, torch)
-            (jac_t,) = torch.autograd.grad(r.sum(), leaf, allow_unused=True)
-        if jac_t is None:  # residuals that do not depend on the parameters
-            jac_t = torch.zeros_like(leaf)
-        return r.detach(), jac_t.permute(1, 2, 0)
+            # One leaf per parameter, not one (p, F, m) leaf indexed p times: each index's
+            # backward would add a zero-filled (p, F, m) tensor (5x slower measured).
+            leaves = [X[:, i:i + 1].expand(n_fits, m).clone().requires_grad_(True)
+                      for i in range(p)]
+            r = problem.residuals(leaves, data, torch)
+            grads = torch.autograd.grad(r.sum(), leaves, allow_unused=True)
+        return r.detach(), torch.stack([torch.zeros_like(leaf) if g is None else g
+                                        for leaf, g in zip(leaves, grads, strict=True)],
+                                       dim=-1)
 
     def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
         from optbench.backends.torch_compiled import compiled_loop

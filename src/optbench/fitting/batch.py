@@ -220,7 +220,8 @@ def run_batch(bp: BatchPlan, progress: Callable[[int], None] | None = None) -> B
                                        device=bp.device)
         t1 = time.perf_counter()
 
-        def retire(xp: Any, done: Any, ids: np.ndarray, offset: int = start) -> None:
+        def retire(xp: Any, done: Any, ids: np.ndarray, offset: int = start,
+                   objective: Any = objective) -> None:
             if ids.size:
                 retire_stats(out, xp, objective, done, ids + offset)
                 if progress is not None:

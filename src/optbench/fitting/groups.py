@@ -116,7 +116,7 @@ def read_npz(path: str, group: str | None = None) -> Grouped:
                          "saved with numpy.savez") from None
     if not shapes:
         raise UsageError(f"{source}: no arrays; expected arrays of shape (fits, points)")
-    for name, (shape, dtype) in shapes.items():
+    for name, (_shape, dtype) in shapes.items():
         if dtype.kind not in "iuf":
             raise UsageError(f"{source}: array {name!r} holds {dtype}; expected numbers")
     blocks = {n: s for n, (s, _) in shapes.items() if n != group}

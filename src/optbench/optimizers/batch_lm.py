@@ -46,6 +46,7 @@ CONVERGED_CODES = (FTOL, XTOL, BOTH, ZERO)
 LAMBDA0 = 1e-3  # λ relative to D² (Nielsen's τ)
 ACCEPT = 1e-4  # lmder's threshold on ρ
 MAX_LAMBDA = 1e32  # beyond it no step can help: stalled
+POLISH = 2  # iterations after the tolerances are met (a single fit's lm refines too)
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Batch:
     d2: Any  # (F, p) D²
     status: Any  # (F,) code (RUNNING while it runs)
     steps: Any  # (F,) iterations taken
+    verdict: Any  # (F,) the converged code met first, while the fit polishes (POLISH)
+    polish: Any  # (F,) iterations since then
 
     def select(self, mask: Any) -> Batch:
         return Batch(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})
@@ -78,7 +81,8 @@ def init(objective: Any, xp: Any, X: Any, data: Any) -> Batch:
     status = xp.where((status == RUNNING) & (f == 0), xp.zeros_like(f) + ZERO, status)
     return Batch(x=X, r=r, J=J, f=f, lam=xp.full_like(f, LAMBDA0), nu=xp.full_like(f, 2.0),
                  d2=xp.where(d2 > 0, d2, xp.ones_like(d2)), status=status,
-                 steps=xp.zeros_like(f))
+                 steps=xp.zeros_like(f), verdict=xp.zeros_like(f) + RUNNING,
+                 polish=xp.zeros_like(f))
 
 
 def cholesky_solve(M: Any, b: Any, xp: Any) -> tuple[Any, Any]:
@@ -121,13 +125,14 @@ def step(objective: Any, xp: Any, b: Batch, data: Any, eye: Any, iteration: int,
     running = b.status == RUNNING
     g = xp.einsum("fmp,fm->fp", b.J, b.r)
     A = xp.einsum("fmp,fmq->fpq", b.J, b.J)
-    d2 = xp.maximum(b.d2, xp.sum(b.J * b.J, axis=1))
+    d2 = xp.maximum(b.d2, xp.einsum("fpp->fp", A))  # column norms², from A's diagonal
     M = A + (b.lam[:, None] * d2)[:, :, None] * eye
     delta, ok = cholesky_solve(M, -g, xp)
     trial = b.x + delta
     rt, Jt = objective.batched_residuals_and_jacobian(trial, data)
     ft = xp.sum(rt * rt, axis=1)
-    finite = ok & xp.isfinite(ft) & xp.all(xp.isfinite(Jt.reshape(Jt.shape[0], -1)), axis=1)
+    # A non-finite entry makes the sum non-finite: one reduction instead of a mask of J.
+    finite = ok & xp.isfinite(ft) & xp.isfinite(xp.sum(Jt.reshape(Jt.shape[0], -1), axis=1))
     one = xp.ones_like(b.f)
     f_safe = xp.where(b.f > 0, b.f, one)
     # MINPACK's relative reductions: actual (−1 for a step that grows ||r|| tenfold or
@@ -157,8 +162,16 @@ def step(objective: Any, xp: Any, b: Batch, data: Any, eye: Any, iteration: int,
     code = xp.where((code == RUNNING) & (dnorm <= eps * xnorm), STALL_X * one, code)
     code = xp.where((code == RUNNING) & ~(lam <= MAX_LAMBDA), STALL_DAMPING * one, code)
     code = xp.where((code == RUNNING) & (iteration >= max_steps), MAX_STEPS * one, code)
+    # Converged: POLISH more iterations first (steps near the solution are Gauss–Newton
+    # steps, λ -> 0, converging fast), then the fit stops with the verdict met first.
+    met = (code == FTOL) | (code == XTOL) | (code == BOTH)
+    verdict = xp.where(running & (b.verdict == RUNNING) & met, code, b.verdict)
+    polishing = verdict != RUNNING
+    polish = xp.where(running & polishing, b.polish + 1, b.polish)
+    code = xp.where(polishing, xp.where((polish > POLISH) | (iteration >= max_steps)
+                                        | (code == ZERO), verdict, RUNNING * one), code)
     return replace(
         b, x=x, f=f, lam=lam, nu=nu, d2=d2,
         r=xp.where(accept[:, None], rt, b.r), J=xp.where(accept[:, None, None], Jt, b.J),
-        status=xp.where(running, code, b.status),
+        status=xp.where(running, code, b.status), verdict=verdict, polish=polish,
         steps=xp.where(running, b.steps + 1, b.steps))
