@@ -9,6 +9,7 @@ set -uo pipefail
 out=${OUT:-/tmp/gpu_check}
 mkdir -p "$out"
 export PYTHONPATH=$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+if [ "${1:-}" != "batch" ]; then  # `gpu_check.sh batch`: the batched fits alone
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
     | tee -a "$out/gpu.txt"
@@ -20,3 +21,14 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 \
     | tail -25 | tee "$out/pytest.txt"
 timeout 30 python3 -m optbench run --backend torch --device cuda --dtype float32 2>&1 \
     | tee "$out/run.txt"
+fi
+# Batched fits (issue 16): 10^6 Gaussian-peak fits in float32 on torch CUDA, fits/s end to
+# end, peak memory against the data, agreement with a float64 CPU run on 1,000 fits.
+# On a machine without a GPU: FITS=200 DEVICE=cpu bash benchmarks/gpu_check.sh batch
+# Alone in one call: run(command="bash benchmarks/gpu_check.sh batch", timeout_s=300).
+if [ "${1:-}" = "batch" ] || [ -z "${1:-}" ]; then
+    timeout 240 python3 benchmarks/batch_fit.py --device "${DEVICE:-cuda}" --dtype float32 \
+        --fits "${FITS:-1000000}" --backends torch --no-scipy --compare 1000 --tol 1e-6 \
+        --chunk "${CHUNK:-131072}" --scaling "" --json "$out/batch_fit.json" 2>&1 \
+        | tee "$out/batch_fit.txt"
+fi

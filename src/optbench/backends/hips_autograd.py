@@ -74,6 +74,25 @@ class AutogradObjective(Objective):
         jac = autograd.jacobian(lambda z: problem.residuals(z, data, anp))(x)
         return np.asarray(r, dtype=self._np_dtype), np.asarray(jac, dtype=self._np_dtype)
 
+    def batched_residuals_and_jacobian(self, X: Any, data: Any = None) -> tuple[Any, Any]:
+        """(r, J) of F fits at once (optbench.core.batch): X broadcast to (p, F, m), one
+        reverse pass of sum(r), as residuals_and_jacobian does for one fit."""
+        import autograd
+
+        from optbench.core import batch
+
+        problem = self.residual_problem()
+        batch.check_batched(problem)
+        data = self.data if data is None else data
+        self.n_evals += 1
+        self.n_fevals += 1
+        anp = self.xp
+        X = np.asarray(X, dtype=self._np_dtype)
+        r = np.asarray(problem.residuals(batch.values(X), data, anp), dtype=self._np_dtype)
+        wide = np.ascontiguousarray(np.broadcast_to(X.T[:, :, None], (X.shape[1], *r.shape)))
+        jac_t = autograd.grad(lambda z: anp.sum(problem.residuals(z, data, anp)))(wide)
+        return r, np.moveaxis(np.asarray(jac_t, dtype=self._np_dtype), 0, -1)
+
     def from_numpy(self, array: Any) -> Any:
         return np.array(array, dtype=self._np_dtype)
 

@@ -146,6 +146,38 @@ class TorchObjective(Objective):
         # (float64) for a float32 x: the run's dtype is x's.
         return r.detach(), jac.detach().to(x.dtype)
 
+    def batched_residuals_and_jacobian(self, X: Any, data: Any = None) -> tuple[Any, Any]:
+        """(r, J) of F fits at once (optbench.core.batch), shapes (F, m) and (F, m, p): the
+        pointwise trick with one more leading dimension, each parameter broadcast to (F, m)
+        and one backward pass of sum(r)."""
+        from optbench.core import batch
+
+        problem = self.residual_problem()
+        batch.check_batched(problem)
+        data = self.data if data is None else data
+        self.n_evals += 1
+        self.n_fevals += 1
+        torch = self._torch
+        X = X.detach()
+        n_fits, p = X.shape
+        m = getattr(self, "_batch_m", None)
+        if m is None:  # the points per fit: once per objective (compaction keeps it)
+            with torch.no_grad():
+                m = self._batch_m = int(problem.residuals(batch.values(X[:1]),
+                                                          batch.take(data, slice(0, 1),
+                                                                     n_fits),
+                                                          torch).shape[-1])
+        with torch.enable_grad():
+            # One leaf per parameter, not one (p, F, m) leaf indexed p times: each index's
+            # backward would add a zero-filled (p, F, m) tensor (5x slower measured).
+            leaves = [X[:, i:i + 1].expand(n_fits, m).clone().requires_grad_(True)
+                      for i in range(p)]
+            r = problem.residuals(leaves, data, torch)
+            grads = torch.autograd.grad(r.sum(), leaves, allow_unused=True)
+        return r.detach(), torch.stack([torch.zeros_like(leaf) if g is None else g
+                                        for leaf, g in zip(leaves, grads, strict=True)],
+                                       dim=-1)
+
     def compiled_loop(self, method: Any, steps: int, x0: Any) -> Any:
         from optbench.backends.torch_compiled import compiled_loop
 

@@ -110,10 +110,18 @@ def _check_name(kind: str, value: str | None, many: bool = False) -> Any:
               "[default: table]")
 @click.option("--plot", default=None, metavar="FILE.png",
               help="draw the data, the fitted curve and the residuals (png, pdf, svg)")
+@click.option("--group", default=None, metavar="COLUMN",
+              help="one fit per value of this column, all run as one batch (lm); with a "
+              ".npz of (fits, points) arrays, an array of one key per fit")
+@click.option("--output", default=None, metavar="FITS.jsonl",
+              help="with --group: one row per fit, as JSON Lines (.jsonl) or Parquet "
+              "(.parquet)")
+@click.option("--chunk", type=int, default=None, metavar="N",
+              help="with --group: at most N fits at once [default: from the memory]")
 @click.option("--file", "file_", default=None, metavar="fit.toml",
               help="options from a TOML file, same keys (equation, data, x0 = {b1 = 500})")
 def fit(equation, data, parameters, x0, sigma, method, backend, dtype, tol, steps, seed,
-        fmt, plot, file_):
+        fmt, plot, group, output, chunk, file_):
     """Fit a model to data: EQUATION relates columns of the data and parameters.
 
     \b
@@ -147,6 +155,8 @@ def fit(equation, data, parameters, x0, sigma, method, backend, dtype, tol, step
     steps = options.get("steps")
     if steps is not None and steps < 1:
         raise UsageError(f"--steps {steps} is not accepted: expected an integer >= 1")
+    if group is not None or output is not None or chunk is not None:
+        return _fit_groups(options, group, output, chunk, fmt)
     fp = plan_fit(options["equation"], options["data"], options.get("x0"),
                   parameters=options.get("parameters"), sigma=options.get("sigma"),
                   method=_check_name("optimizer", options.get("method")) or DEFAULT_METHOD,
@@ -179,3 +189,42 @@ def fit(equation, data, parameters, x0, sigma, method, backend, dtype, tol, step
         click.echo(f"optbench: the fit on {r.backend} failed: {r.message}", err=True)
     if failed:
         sys.exit(1)
+
+
+def _fit_groups(options: dict[str, Any], group: str | None, output: str | None,
+                chunk: int | None, fmt: str) -> None:
+    """--group: one fit per group, as one batched solve per chunk (optbench.fitting.batch)."""
+    from optbench.cli.fit_batch_output import check_output, summary_table, write_rows
+    from optbench.fitting.batch import plan_batch, run_batch
+
+    if group is None and not str(options["data"]).lower().endswith(".npz"):
+        raise UsageError("--output and --chunk go with --group COLUMN (one fit per group)")
+    if options.get("plot") is not None:
+        raise UsageError("--plot draws one fit; it does not go with --group")
+    if chunk is not None and chunk < 1:
+        raise UsageError(f"--chunk {chunk} is not accepted: expected an integer >= 1")
+    check_output(output)
+    bp = plan_batch(options["equation"], options["data"], group, options.get("x0"),
+                    parameters=options.get("parameters"), sigma=options.get("sigma"),
+                    method=_check_name("optimizer", options.get("method")) or DEFAULT_METHOD,
+                    backend=options.get("backend") or "torch",
+                    dtype=options.get("dtype", "float64"), tol=options.get("tol"),
+                    steps=options.get("steps"), seed=options.get("seed", 0), chunk=chunk)
+    bar = None
+    if fmt == "table" and sys.stderr.isatty():  # as bench's progress: a terminal only
+        from tqdm import tqdm
+
+        bar = tqdm(total=bp.grouped.n_fits, file=sys.stderr, unit="fit", dynamic_ncols=True)
+    try:
+        result = run_batch(bp, bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    if output is not None:
+        write_rows(output, result.rows())
+    if fmt == "json":
+        emit(json.dumps(result.records(), indent=1))
+    else:
+        emit(summary_table(result, bp.grouped.source))
+    if output is not None:
+        click.echo(f"optbench: wrote {len(result)} fits to {output}", err=True)

@@ -102,6 +102,34 @@ class Objective(ABC):
         self.n_evals += 1
         return central_jacobian(lambda z: problem.residuals(z, self.data, self.xp), x, self)
 
+    # Batched fits (issue 16; layout in optbench.core.batch): X (F, p) in this backend's
+    # arrays, `data` the fits' data with one row per fit (default: self.data).
+    def batched_residuals(self, X: Any, data: Mapping[str, Any] | None = None) -> Any:
+        """r of shape (F, m): the residuals of F fits at once (one n_fevals)."""
+        from optbench.core import batch
+
+        problem = self.residual_problem()
+        batch.check_batched(problem)
+        self.n_fevals += 1
+        return problem.residuals(batch.values(X), self.data if data is None else data,
+                                 self.xp)
+
+    def batched_residuals_and_jacobian(self, X: Any, data: Mapping[str, Any] | None = None
+                                       ) -> tuple[Any, Any]:
+        """(r, J) of shape (F, m) and (F, m, p), on the backend's device. Generic version:
+        central differences over the whole batch (2p + 1 batch evaluations, in xp);
+        backends with automatic differentiation override it."""
+        from optbench.core import batch
+
+        problem = self.residual_problem()
+        batch.check_batched(problem)
+        data = self.data if data is None else data
+        self.n_evals += 1
+        self.n_fevals += 1 + 2 * int(X.shape[1])
+        return batch.central_batch_jacobian(
+            lambda cols: problem.residuals(cols, data, self.xp), X, self.xp,
+            batch.eps_of(self.dtype))
+
     # Optional: hvp(x, v) -> H(x)·v in the backend's arrays, for second-order optimizers
     # (torch and autograd have it; optimizers look for it with getattr).
 

@@ -196,7 +196,13 @@ def run_fit(fp: FitPlan, backend: Any) -> FitRecord:
 
 def fit(equation: str, data: Any, x0: Any = None, **options: Any) -> FitRecord | list[FitRecord]:
     """Fit `equation` to `data` (a CSV path, a dict of arrays, a DataFrame); see
-    optbench.fit. One record for one backend, a list for several."""
+    optbench.fit. One record for one backend, a list for several; with `groups` (a column
+    name, or one label per row), one fit per group run as one batch (fitting/batch.py)."""
+    if options.get("groups") is not None:
+        from optbench.fitting.batch import fit_batch
+
+        return fit_batch(equation, data, options.pop("groups"), x0, **options)
+    options.pop("groups", None)
     fp = plan_fit(equation, data, x0, **options)
     records = [run_fit(fp, b) for b in fp.plan.backends]
     backend = options.get("backend", "torch")

@@ -292,6 +292,40 @@ class JaxObjective(Objective):
         self._last = result
         return result
 
+    def batched_residuals_and_jacobian(self, X: Any, data: Any = None) -> tuple[Any, Any]:
+        """(r, J) of F fits at once (optbench.core.batch), shapes (F, m) and (F, m, p): X
+        broadcast to (p, F, m) and one reverse pass (jax.vjp) of the residuals, jit-compiled
+        once per shape (the batched solver compacts its fits by halves, so a batch compiles
+        for a few sizes only)."""
+        from optbench.core import batch
+
+        jax, jnp = self._jax, self.xp
+        problem = self.residual_problem()
+        batch.check_batched(problem)
+        data = self.data if data is None else data
+        self.n_evals += 1
+        self.n_fevals += 1
+        arrays = {k: v for k, v in data.items() if isinstance(v, jax.Array)}
+        others = {k: v for k, v in data.items() if k not in arrays}
+        key = ("batched", tuple(sorted((k, _identity(v)) for k, v in others.items())))
+        fn = self._shared.get(key)
+        if fn is None:
+            def rj(X: Any, arrays: Mapping[str, Any]) -> tuple[Any, Any]:
+                def residuals(z: Any) -> Any:
+                    with jax.default_matmul_precision("highest"):
+                        return problem.residuals(z, {**others, **arrays}, jnp)
+
+                shape = jax.eval_shape(lambda x: residuals(batch.values(x)), X).shape
+                wide = jnp.broadcast_to(X.T[:, :, None], (X.shape[1], *shape))
+                r, pullback = jax.vjp(residuals, wide)
+                (jac_t,) = pullback(jnp.ones_like(r))
+                return r, jnp.moveaxis(jac_t, 0, -1)
+
+            fn = self._shared[key] = jax.jit(rj)
+        result = fn(X, arrays)
+        self._last = result
+        return result
+
     def _put(self, host: np.ndarray) -> Any:
         # On the default device, uncommitted arrays like every result of jax.numpy (eager
         # operations are compiled per committed-ness too: mixing both would double them).
