@@ -11,6 +11,13 @@ from optbench.plugins import Registry, get_registry
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The suite starts hundreds of Python processes (the command line, Dask workers, asv).
+    # Where the environment forbids bytecode caches (PYTHONDONTWRITEBYTECODE, as this kind
+    # of machine sets it), each of them would compile torch's sources again, and the test
+    # command installs without compiling every installed file (pip --no-compile: most are
+    # never imported). So processes under the tests cache what they import, once, in the
+    # venv and in the checkout's __pycache__ (ignored by git).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     # pytest-xdist's workers ignore SIGINT (the controller handles Ctrl-C), and an ignored
     # signal is inherited through exec: the Ctrl-C tests' subprocesses never saw theirs, and
     # the in-process ones skipped. A worker takes Python's own handler back, as a plain

@@ -54,6 +54,7 @@ def git(cwd: Path, *args: str) -> str:
                           text=True).stdout.strip()
 
 
+@pytest.mark.slow  # asv imports every benchmark in its own processes (~8 s)
 def test_asv_check_passes():
     """Every benchmark imports and has a signature asv accepts."""
     out = asv("check", "--python=same")

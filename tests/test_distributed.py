@@ -82,6 +82,7 @@ def test_the_grid_has_48_distinct_runs(in_process, registry):
 
 # -- acceptance 1: through --scheduler, the same records as in-process ---------------------------
 
+@pytest.mark.slow  # a real two-worker cluster runs the 48-run campaign (~15 s)
 def test_campaign_through_the_scheduler_gives_the_in_process_records(cluster, in_process,
                                                                       tmp_path):
     path = tmp_path / "results.jsonl"
@@ -101,6 +102,7 @@ def test_campaign_through_the_scheduler_gives_the_in_process_records(cluster, in
     assert len(warmed) == 2 and all(n > 0 for n in warmed.values()), warmed
 
 
+@pytest.mark.slow  # starts a local cluster of two worker processes (~25 s)
 def test_workers_2_gives_the_in_process_records(in_process, tmp_path):
     path = tmp_path / "results.jsonl"
     done = bench_cli(*GRID, "-o", str(path), "--workers", "2")

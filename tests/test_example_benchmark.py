@@ -111,6 +111,7 @@ def test_report_summarizes_the_example(campaign):
         assert rows[("quadratic", backend, "nadam")]["reached"] == 0
 
 
+@pytest.mark.slow  # a real two-worker cluster (~6 s)
 def test_the_folder_on_the_command_line_runs_on_two_dask_workers(tmp_path):
     """--plugins names the folder to this process only: the workers load it from the
     campaign they are sent (a worker without it would record "unknown problem")."""

@@ -378,6 +378,7 @@ def test_run_all_includes_jax():
         assert rel(r["x"], records[other]["x"]) <= TOL
 
 
+@pytest.mark.slow  # compiles the whole loop in a subprocess (~8 s)
 def test_run_compile_on_the_command_line():
     for dtype in ("float64", "float32"):
         result = invoke("run", "--backend", "jax", "--compile", "--steps", "1000", "--dtype",

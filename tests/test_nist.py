@@ -41,7 +41,9 @@ def check_dataset(name: str, x: list[float], polyfit: float) -> None:
 
 
 @needs_nist
-@pytest.mark.parametrize("dataset", bench_accuracy.DATASETS)
+@pytest.mark.parametrize("dataset", [
+    pytest.param(d, marks=pytest.mark.slow) if d == "Wampler5" else d  # ~15 s of L-BFGS
+    for d in bench_accuracy.DATASETS])
 def test_orthogonal_lbfgs_clears_the_bar(dataset):
     record = bench_accuracy.nist_record(dataset)
     check_dataset(dataset, record.x, bench_accuracy.polyfit_lre(dataset))

@@ -245,6 +245,7 @@ def test_sigkill_leaves_only_whole_lines_and_a_repairable_tail(tmp_path):
     assert len(parsed) == len(whole) + 1 and parsed[-1] == record(0, tag="after")
 
 
+@pytest.mark.slow  # two real processes append concurrently (~8 s)
 def test_two_processes_appending_the_same_file(tmp_path):
     path, go, count = tmp_path / "r.jsonl", tmp_path / "go", 150
     procs = [_start(APPENDER, str(path), tag, str(count), str(go)) for tag in "ab"]
