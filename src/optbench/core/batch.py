@@ -58,7 +58,7 @@ def central_batch_jacobian(residuals: Callable[[list[Any]], Any], X: Any, xp: An
         r_up = residuals([*cols[:k], up, *cols[k + 1:]])
         r_down = residuals([*cols[:k], down, *cols[k + 1:]])
         jac.append((r_up - r_down) / (up - down))
-    return r, xp.stack(jac, axis=-1)
+    return r, xp.swapaxes(xp.stack(jac, axis=1), 1, 2)  # (F, p, m) blocks, (F, m, p) view
 
 
 def check_batched(problem: Any) -> None:
