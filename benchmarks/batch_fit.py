@@ -7,15 +7,18 @@
 
 The task: a Gaussian peak on a linear baseline, y = a·exp(−(t−c)²/(2w²)) + b0 + b1·t,
 5 parameters, 64 points per fit, noise added (σ = 0.05), starts perturbed (10 %, per fit).
-scipy: least_squares(method="lm") per fit at ftol = xtol = 1e-12 (at its default 1e-8,
-and even at 1e-10, it stops farther from the optimum than 1e-6 on fits whose c is near 0).
-Agreement: max over fits where both converged of |x − x_scipy| / |x_scipy|, per parameter.
+The baseline: a Python loop of scipy's least_squares(method="lm") at its defaults, timed.
+The reference for agreement: the same loop at ftol = xtol = 1e-12 (its defaults stop about
+1e-7 short on some fits), compared on the fits both converged: the largest relative
+difference per parameter, and the same with |x| floored at the parameter's standard error
+(FLOOR: a parameter near 0 is not determined to 1e-6 of itself by float64 data).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -49,7 +52,7 @@ def batch(backend: str, t, y, x0, device="cpu", dtype="float64", chunk=None, tol
     return res, time.perf_counter() - t0
 
 
-def scipy_loop(t, y, x0):
+def scipy_loop(t, y, x0, **tolerances):
     from scipy.optimize import least_squares
 
     xs, ok = np.empty_like(x0), np.zeros(len(x0), dtype=bool)
@@ -60,16 +63,29 @@ def scipy_loop(t, y, x0):
         def residuals(p, ti=ti, yi=yi):
             return p[0] * np.exp(-(ti - p[1]) ** 2 / (2 * p[2] ** 2)) + p[3] + p[4] * ti - yi
 
-        s = least_squares(residuals, x0[i], method="lm", ftol=1e-12, xtol=1e-12)
+        s = least_squares(residuals, x0[i], method="lm", **tolerances)
         xs[i], ok[i] = s.x, s.success
     return xs, ok, time.perf_counter() - t0
 
 
-def agreement(res, xs, ok) -> tuple[float, int]:
+FLOOR = ("within the data's precision: |dx| <= 1e-6 max(|x|, its standard error). Float64 "
+         "data determine a parameter only to ~1e-7 of its standard error (one ulp of noise "
+         "in y moves a b0 of 2e-4 by 6e-6 of itself), so near 0 a literal 1e-6 of its value "
+         "is below the fit's own rounding")
+
+
+def agreement(res, xs, ok) -> dict:
+    """Literal relative differences, and the same within the data's own precision."""
     both = ok & (res.code >= 1) & (res.code <= 4)
     if not both.any():
-        return float("nan"), 0
-    return float(np.max(np.abs(res.x[both] - xs[both]) / np.abs(xs[both]))), int(both.sum())
+        return {"both": 0}
+    diff = np.abs(res.x[both] - xs[both])
+    rel = diff / np.abs(xs[both])
+    scaled = diff / np.maximum(np.abs(xs[both]), res.stderr[both])
+    return {"both": int(both.sum()), "max_rel": float(np.max(rel)),
+            "fits_over_1e-6": int(np.count_nonzero(np.max(rel, axis=1) > 1e-6)),
+            "max_rel_floor": float(np.max(scaled)),
+            "fits_over_1e-6_floor": int(np.count_nonzero(np.max(scaled, axis=1) > 1e-6))}
 
 
 def main(argv=None) -> dict:
@@ -92,11 +108,19 @@ def main(argv=None) -> dict:
     t, y, x0 = task(args.fits)
     ref = None
     if not args.no_scipy:
-        xs, ok, ts = scipy_loop(t, y, x0)
+        # The baseline is scipy at its defaults; the reference for agreement is scipy at
+        # ftol = xtol = 1e-12 (its defaults stop about 1e-7 short on some fits).
+        _, ok_default, ts = scipy_loop(t, y, x0)
+        xs, ok, ts_tight = scipy_loop(t, y, x0, ftol=1e-12, xtol=1e-12)
         ref = (xs, ok)
-        out["scipy"] = {"time_s": ts, "fits_per_s": args.fits / ts, "converged": int(ok.sum())}
+        out["scipy"] = {"time_s": ts, "fits_per_s": args.fits / ts,
+                        "converged": int(ok_default.sum()), "tight_time_s": ts_tight,
+                        "tight_converged": int(ok.sum())}
         print(f"scipy lm loop   {ts:8.2f} s  {args.fits / ts:10.0f} fits/s  converged "
-              f"{ok.sum()}/{args.fits}", flush=True)
+              f"{ok_default.sum()}/{args.fits}  (at ftol=xtol=1e-12, the reference: "
+              f"{ts_tight:.2f} s, converged {ok.sum()})", flush=True)
+    if ref is not None:
+        print(f"(agreement {FLOOR})", flush=True)
     backends = [b for b in args.backends.split(",") if b]
     for name in backends:
         if args.device.startswith("cuda"):
@@ -111,13 +135,13 @@ def main(argv=None) -> dict:
         line = (f"batch {name:9s} {wall:8.2f} s  {args.fits / wall:10.0f} fits/s  "
                 f"converged {conv}/{args.fits}")
         if ref is not None:
-            rel, n_both = agreement(res, *ref)
-            row.update(ratio=out["scipy"]["time_s"] / wall, max_rel=rel, both=n_both)
-            both = ref[1] & (res.code >= 1) & (res.code <= 4)
-            row["max_diff_in_stderr"] = float(np.max(np.abs(res.x[both] - ref[0][both])
-                                                     / res.stderr[both]))
-            line += (f"  {row['ratio']:6.1f}x scipy  max rel diff {rel:.1e} on {n_both} fits"
-                     f" ({row['max_diff_in_stderr']:.1e} std. errors)")
+            agree = agreement(res, *ref)
+            row.update(ratio=out["scipy"]["time_s"] / wall, **agree)
+            line += (f"  {row['ratio']:6.1f}x scipy  vs the reference on {agree['both']} "
+                     f"fits: max rel diff {agree.get('max_rel', math.nan):.1e} "
+                     f"({agree.get('fits_over_1e-6', 0)} fits over 1e-6), "
+                     f"{agree.get('max_rel_floor', math.nan):.1e} within the data's "
+                     f"precision ({agree.get('fits_over_1e-6_floor', 0)} over 1e-6)")
         if args.device.startswith("cuda"):
             import torch
 

@@ -204,3 +204,20 @@ def test_cli_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
         assert_usage_error(code, stdout, err, *fragments)
         assert not out.exists()
         assert not [f for f in os.listdir(tmp_path) if f.startswith(".optbench-")]
+
+
+def test_many_fits_are_not_held_to_a_single_fits_row_limit():
+    """A single fit's table stops at datatable.MAX_ROWS (its Jacobian holds rows x
+    parameters numbers); 20,000 fits of 64 points (1.28 million values per column) are
+    bounded by the batch's own counts and memory instead, as arrays and as a long table."""
+    from optbench.fitting import groups
+    from optbench.problems.datatable import MAX_ROWS
+
+    n_fits, n_points = 20_000, 64
+    assert n_fits * n_points > MAX_ROWS
+    t = np.tile(np.linspace(0, 1, n_points), (n_fits, 1))
+    grouped = groups.load({"t": t, "y": 2 * t}, None)
+    assert (grouped.n_fits, grouped.n_points) == (n_fits, n_points)
+    long = {"g": np.repeat(np.arange(n_fits), n_points), "t": t.reshape(-1),
+            "y": 2 * t.reshape(-1)}
+    assert groups.load(long, "g").n_fits == n_fits

@@ -27,6 +27,7 @@ from optbench.userfiles import read_bytes
 
 MAX_FITS = 10_000_000
 MAX_POINTS = 100_000  # per fit
+MAX_ROWS = 100_000_000  # rows of a long table of many fits (memory is checked as it is read)
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def read_parquet(path: str) -> Table:
             raise UsageError(f"{source}: column {name!r} holds {column.type}; expected "
                              "numbers")
         data[name] = column.to_numpy()
-    return table_from_columns(data, source)
+    return table_from_columns(data, source, MAX_ROWS)
 
 
 def load(data: Any, group: Any) -> Grouped:
@@ -189,7 +190,7 @@ def load(data: Any, group: Any) -> Grouped:
         if suffix == ".npz":
             return read_npz(path, group if isinstance(group, str) else None)
         table = read_parquet(path) if suffix in (".parquet", ".pq") else \
-            read_table(path, f"data={path}")
+            read_table(path, f"data={path}", MAX_ROWS)
         return group_table(table, group)
     if isinstance(data, dict) and data and all(np.ndim(v) == 2 for v in data.values()):
         columns = {str(k): np.asarray(v) for k, v in data.items()}
@@ -200,12 +201,12 @@ def load(data: Any, group: Any) -> Grouped:
                                  f"{first!r} {columns[first].shape}; expected arrays of "
                                  "one shape (fits, points)")
         n_fits, n_points = columns[first].shape
-        table_from_columns({n: v.reshape(-1) for n, v in columns.items()})
+        _bound(n_fits, n_points, len(columns), "data")
+        table_from_columns({n: v.reshape(-1) for n, v in columns.items()}, limit=MAX_ROWS)
         keys = np.arange(n_fits) if group is None or group is True else np.asarray(group)
         if keys.shape != (n_fits,):
             raise UsageError(f"groups: expected one key per fit ({n_fits}), got shape "
                              f"{keys.shape}")
-        _bound(n_fits, n_points, len(columns), "data")
         return Grouped(keys, {n: v.astype(np.float64) for n, v in columns.items()},
                        np.full(n_fits, n_points, dtype=np.int64), "data", tuple(columns))
-    return group_table(table_from_columns(data), group)
+    return group_table(table_from_columns(data, limit=MAX_ROWS), group)

@@ -113,28 +113,29 @@ def read_header(path: str, source: str | None = None) -> tuple[str, ...]:
                      "numbers")
 
 
-def read_table(path: str, source: str | None = None) -> Table:
-    """The whole CSV file as a Table; one line of error for anything not accepted."""
+def read_table(path: str, source: str | None = None, limit: int = MAX_ROWS) -> Table:
+    """The whole CSV file as a Table; one line of error for anything not accepted. `limit`
+    bounds the rows (a single fit's; many fits' data are bounded by memory and their own
+    counts, fitting/groups.py)."""
     source = source or f"data={path}"
     rows = _rows(path, source)
     names: list[str] | None = None
     columns: list[array] = []
     lines = array("q")
-    max_rows = MAX_ROWS
+    max_rows = limit
     for line, cells in rows:
         if names is None:
             names = _header(line, cells, source)
             columns = [array("d") for _ in names]
             # Refused as it is read, before the columns outgrow the memory there is.
-            max_rows = min(MAX_ROWS, memory.available() // bytes_per_row(len(names)))
+            max_rows = min(limit, memory.available() // bytes_per_row(len(names)))
             continue
         if len(cells) != len(names):
             raise UsageError(f"{source}: line {line} has {len(cells)} cells; expected "
                              f"{len(names)}, one for each of {', '.join(names)}")
         if len(lines) >= max_rows:
-            if max_rows == MAX_ROWS:
-                raise UsageError(f"{source}: more than {MAX_ROWS} rows; the limit is "
-                                 f"{MAX_ROWS}")
+            if max_rows == limit:
+                raise UsageError(f"{source}: more than {limit} rows; the limit is {limit}")
             raise UsageError(f"{source}: more than {max_rows} rows, which would need more "
                              f"than the {memory.human(memory.available())} of memory "
                              "available to optbench")
@@ -163,7 +164,7 @@ def read_table(path: str, source: str | None = None) -> Table:
     return Table(tuple(names), data, source, tuple(lines))
 
 
-def table_from_columns(data: Any, source: str = "data") -> Table:
+def table_from_columns(data: Any, source: str = "data", limit: int = MAX_ROWS) -> Table:
     """A dict of 1-D arrays (or a pandas DataFrame: anything with `.columns` and item
     access) as a Table, held to the same rules as a file."""
     if hasattr(data, "columns") and not isinstance(data, Mapping):  # a DataFrame
@@ -197,8 +198,8 @@ def table_from_columns(data: Any, source: str = "data") -> Table:
             raise UsageError(f"{source}: column {name!r} has {values.size} values, "
                              f"{names[0]!r} has {length}; expected columns of equal length")
         length = values.size
-        if length > MAX_ROWS:
-            raise UsageError(f"{source}: {length} rows; the limit is {MAX_ROWS}")
+        if length > limit:
+            raise UsageError(f"{source}: {length} rows; the limit is {limit}")
         values.setflags(write=False)
         columns[name] = values
     if not length:
