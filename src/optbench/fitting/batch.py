@@ -29,6 +29,10 @@ from optbench.optimizers import least_squares as ls
 from optbench.problems.model import Model, ModelProblem, build_model, column_key
 
 MAX_CHUNK = 1 << 16  # fits per chunk at most, whatever the memory
+# On a CPU a chunk's arrays should stay near the caches: 8192 fits of 64 points are 4 MB an
+# array, and 10^5 fits took 72 µs a fit in chunks of 8192 against 116 µs in chunks of 65536
+# (torch, 2-core EPYC). A GPU wants its chunks as large as its memory allows.
+CPU_CHUNK = 1 << 13
 COMPACT_MIN = 32  # below this many fits the arrays are not worth compacting
 
 
@@ -68,7 +72,7 @@ def nodes_of(model: Model) -> int:
 def chunk_size(model: Model, grouped: Grouped, dtype: str, device: str,
                chunk: int | None) -> int:
     """Fits per chunk: as given, else as many as take a quarter of the memory available
-    (the device's own on CUDA), at most MAX_CHUNK."""
+    (the device's own on CUDA), at most MAX_CHUNK on a GPU and CPU_CHUNK on a CPU."""
     need = bytes_per_fit(grouped.n_points, len(model.parameters), len(model.columns),
                          nodes_of(model), dtype)
     if chunk is not None:
@@ -79,7 +83,8 @@ def chunk_size(model: Model, grouped: Grouped, dtype: str, device: str,
         import torch
 
         room = min(room, torch.cuda.mem_get_info()[0])
-    return int(max(1, min(MAX_CHUNK, room // 4 // need)))
+    most = MAX_CHUNK if device.startswith("cuda") else CPU_CHUNK
+    return int(max(1, min(most, room // 4 // need)))
 
 
 def start_block(x0: Any, parameters: tuple[str, ...], n_fits: int, seed: int) -> np.ndarray:
@@ -193,10 +198,13 @@ def solve_chunk(bp: BatchPlan, objective: Any, X0: np.ndarray, data: Mapping[str
     b = blm.init(objective, xp, X, data)
     ids = np.arange(X0.shape[0])
     iteration = 0
+    # A backend that compiles per shape (jax) keeps one: fits are retired only at the end.
+    compact = not getattr(objective, "static_shapes", False)
     while True:
         running = b.status == blm.RUNNING
         n_running = int(xp.sum(running))
-        if n_running == 0 or (n_running <= ids.size // 2 and ids.size >= COMPACT_MIN):
+        if n_running == 0 or (compact and n_running <= ids.size // 2
+                              and ids.size >= COMPACT_MIN):
             keep = np.asarray(objective.to_numpy(running), dtype=bool)
             retire(xp, b.select(xp.logical_not(running)), ids[~keep])
             if n_running == 0:

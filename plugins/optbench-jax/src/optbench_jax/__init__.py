@@ -182,6 +182,10 @@ class JaxObjective(Objective):
         self.dtype = dtype
         self.device = device
         self.asynchronous = device != "cpu"
+        # Every new array shape compiles each operation again: batched fits keep theirs
+        # (frozen fits ride along) instead of shrinking the batch as fits finish
+        # (optbench.fitting.batch; compacting took 10^4 fits from 2 s to 13 s).
+        self.static_shapes = True
         self._np_dtype = np.dtype(dtype)
         try:
             self._device = jax.devices(device)[0]
