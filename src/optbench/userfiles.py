@@ -150,3 +150,16 @@ def csv_rows(path: str | os.PathLike[str], what: str, expected: str,
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{what}: cannot read it ({exc.__class__.__name__}); expected "
                          f"{unreadable or expected}") from None
+
+
+def check_output_file(path: str, option: str, suffixes: tuple[str, ...]) -> None:
+    """Refuse, before anything runs, an output file that could not be written: another
+    suffix than `suffixes`, a folder that does not exist, a directory's name."""
+    if not path.lower().endswith(suffixes):
+        raise UsageError(f"{option} {path}: expected a file name ending in "
+                         f"{' or '.join(suffixes)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path} is a directory; expected a file name")

@@ -18,6 +18,7 @@ from optbench.cli.options import FORMATS, RegistryName
 from optbench.cli.streams import emit
 from optbench.errors import UsageError
 from optbench.fitting import DEFAULT_METHOD, DEFAULT_STEPS
+from optbench.userfiles import check_output_file
 
 FILE_KEYS = ("equation", "data", "parameters", "x0", "sigma", "method", "backend", "dtype",
              "tol", "steps", "seed", "format", "plot")
@@ -62,16 +63,8 @@ _FILE_TYPES: dict[str, tuple[Any, str]] = {
 
 def _check_plot(path: str | None) -> None:
     """Refuse a plot that could not be written before anything runs."""
-    if path is None:
-        return
-    if not path.lower().endswith(PLOT_SUFFIXES):
-        raise UsageError(f"--plot {path}: expected a file name ending in "
-                         f"{', '.join(PLOT_SUFFIXES)}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"--plot {path}: the folder {folder} does not exist")
-    if os.path.isdir(path):
-        raise UsageError(f"--plot {path} is a directory; expected a file name")
+    if path is not None:
+        check_output_file(path, "--plot", PLOT_SUFFIXES)
 
 
 def _check_name(kind: str, value: str | None, many: bool = False) -> Any:

@@ -10,6 +10,7 @@ import tempfile
 from typing import Any
 
 from optbench.errors import UsageError
+from optbench.userfiles import check_output_file
 
 OUTPUT_SUFFIXES = (".jsonl", ".parquet")
 
@@ -18,14 +19,7 @@ def check_output(path: str | None) -> None:
     """Refuse an output that could not be written, before anything runs."""
     if path is None:
         return
-    if not path.lower().endswith(OUTPUT_SUFFIXES):
-        raise UsageError(f"--output {path}: expected a file name ending in "
-                         f"{' or '.join(OUTPUT_SUFFIXES)}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"--output {path}: the folder {folder} does not exist")
-    if os.path.isdir(path):
-        raise UsageError(f"--output {path} is a directory; expected a file name")
+    check_output_file(path, "--output", OUTPUT_SUFFIXES)
     if path.lower().endswith(".parquet"):
         try:
             import pyarrow  # noqa: F401
