@@ -221,3 +221,17 @@ def test_many_fits_are_not_held_to_a_single_fits_row_limit():
     long = {"g": np.repeat(np.arange(n_fits), n_points), "t": t.reshape(-1),
             "y": 2 * t.reshape(-1)}
     assert groups.load(long, "g").n_fits == n_fits
+
+
+def test_an_npz_without_keys_is_many_fits_numbered_from_0(tmp_path, capsys):
+    """An .npz is arrays of shape (fits, points): `fit --data x.npz` fits each row, keys
+    0, 1, ... (it was read as a CSV: "cannot read it (UnicodeDecodeError)")."""
+    t = np.tile(np.linspace(0, 2, 8), (3, 1))
+    y = np.array([[1.0], [2.0], [3.0]]) * np.exp(-0.5 * t)
+    np.savez(tmp_path / "d.npz", t=t, y=y)
+    code, out, _ = run_main(capsys, "fit", "y = a*exp(-k*t)", "--data",
+                            str(tmp_path / "d.npz"), "--x0", "a=1,k=1", "--format", "json")
+    assert code == 0
+    records = json.loads(out)
+    assert [r["group"] for r in records] == [0, 1, 2]
+    np.testing.assert_allclose([r["x"][0] for r in records], [1.0, 2.0, 3.0], rtol=1e-8)

@@ -148,7 +148,9 @@ def fit(equation, data, parameters, x0, sigma, method, backend, dtype, tol, step
     steps = options.get("steps")
     if steps is not None and steps < 1:
         raise UsageError(f"--steps {steps} is not accepted: expected an integer >= 1")
-    if group is not None or output is not None or chunk is not None:
+    # A .npz holds arrays of shape (fits, points): many fits, whether or not it has keys.
+    many = str(options["data"]).lower().endswith(".npz")
+    if many or group is not None or output is not None or chunk is not None:
         return _fit_groups(options, group, output, chunk, fmt)
     fp = plan_fit(options["equation"], options["data"], options.get("x0"),
                   parameters=options.get("parameters"), sigma=options.get("sigma"),
