@@ -264,7 +264,7 @@ BAD = [
      "sigma column 's' is -2 at line 4"),
     ("x,y\n1,2\n3,4\n5,6\n", ["y = b1*x", "--x0", "b1=1,b9=2"],
      "--x0 names 'b9', which is not a parameter of the model; its parameters: b1"),
-    ("x,y\n1,2\n3,4\n5,6\n", ["y = b1*x", "--x0", "b1"], "expected name=value pairs"),
+    ("x,y\n1,2\n3,4\n5,6\n", ["y = b1*x", "--x0", "b1"], "expected name=number pairs"),
     ("x,y\n1,2\n3,4\n5,6\n", ["y = b1*x", "--sigma", "w"], "sigma='w' is not a column"),
     ("x,y\n1,2\n-3,4\n5,6\n", ["y = b1*log(x)", "--x0", "b1=1"],
      "the model is not finite at the start (b1=1): at line 3 of"),

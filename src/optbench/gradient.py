@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from optbench.core.backend import DTYPES
+from optbench.core.params import parse_numbers
 from optbench.errors import UsageError
 from optbench.expr import compile_expression
 from optbench.plugins import Registry, get_registry
@@ -24,22 +25,7 @@ from optbench.problems.expression import ExpressionProblem
 
 def parse_point(items: Sequence[str]) -> dict[str, float]:
     """["x=1,y=2", "z=3"] -> {"x": 1.0, "y": 2.0, "z": 3.0}."""
-    point: dict[str, float] = {}
-    for item in items:
-        for part in item.split(","):
-            name, sep, value = part.partition("=")
-            name = name.strip()
-            try:
-                number = float(value)
-            except ValueError:
-                number = None
-            if not sep or not name.isidentifier() or number is None or not np.isfinite(number):
-                raise UsageError(f"--at {part!r} is not accepted: expected name=number, e.g. "
-                                 "--at x=3.6 or --at x=1,y=2")
-            if name in point:
-                raise UsageError(f"--at gives {name} twice")
-            point[name] = number
-    return point
+    return parse_numbers(items, "--at", "--at x=3.6 or --at x=1,y=2")
 
 
 QUICK = (("autograd", "torch"), "fd")

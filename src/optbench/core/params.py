@@ -201,6 +201,28 @@ def parse_assignments(items: Iterable[str], option: str) -> dict[str, str]:
     return out
 
 
+def parse_numbers(items: Iterable[str], option: str, example: str) -> dict[str, float]:
+    """`["x=1,y=2", "z=3"]` -> `{"x": 1.0, "y": 2.0, "z": 3.0}`: named finite numbers, as
+    --at and --x0 take them; one line of UsageError naming the bad part or the name given
+    twice."""
+    out: dict[str, float] = {}
+    for item in items:
+        for part in item.split(","):
+            name, sep, value = part.partition("=")
+            name = name.strip()
+            try:
+                number = float(value) if sep else math.nan
+            except ValueError:
+                number = math.nan
+            if not name.isidentifier() or not math.isfinite(number):
+                raise UsageError(f"{option} {part!r} is not accepted: expected name=number "
+                                 f"pairs of finite numbers, e.g. {example}")
+            if name in out:
+                raise UsageError(f"{option} gives {name} twice")
+            out[name] = number
+    return out
+
+
 def applying(declared: Iterable[Param], values: Mapping[str, Any]) -> dict[str, Any]:
     """The values that apply: unset optional ones and those that a set parameter overrides
     (`Param.unused_with`) are left out."""

@@ -84,23 +84,9 @@ def start_values(x0: Any, parameters: Sequence[str], drawn: np.ndarray) -> np.nd
 
 def parse_x0(text: str | None) -> dict[str, float] | None:
     """"b1=500,b2=1e-4" as {"b1": 500.0, "b2": 1e-4}."""
-    if text is None:
-        return None
-    out: dict[str, float] = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not sep or not name or not math.isfinite(number):
-            raise UsageError(f"--x0 {text!r} is not accepted: expected name=value pairs of "
-                             "finite numbers, e.g. b1=500,b2=1e-4")
-        if name in out:
-            raise UsageError(f"--x0 names {name!r} twice")
-        out[name] = number
-    return out
+    from optbench.core.params import parse_numbers
+
+    return None if text is None else parse_numbers([text], "--x0", "b1=500,b2=1e-4")
 
 
 def check_start(fp: FitPlan) -> None:
