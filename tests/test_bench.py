@@ -287,7 +287,7 @@ BAD_GRID = {
     "seeds 0": (["--seeds", "0"], ["--seeds 0", ">= 1"]),
     "seeds not a number": (["--seeds", "x"], ["'x'"]),
     "steps negative": (["--steps", "-1"], ["steps=-1", ">= 0"]),
-    "tol zero": (["--tol", "0"], ["tol=0", "> 0"]),
+    "tol negative": (["--tol", "-1"], ["tol=-1", ">= 0"]),
     "max-time negative": (["--max-time", "-1"], ["max_time=-1", "> 0"]),
     "unknown dtype": (["--dtype", "float64,float16"], ["float16", "float32"]),
     "unknown device": (["--device", "cpu,cdua"], ["device=cdua", "cpu"]),
@@ -587,3 +587,20 @@ def test_quiet_leaves_only_the_summary(campaign, capsys, tmp_path):
                               "--steps", "5", "--quiet", "-o", str(path))
     assert (code, out) == (0, "")
     assert err == f"optbench: 1 runs written to {path}\n"
+
+
+def test_tol_0_runs_every_step_as_run_does(capsys, tmp_path):
+    """bench --tol 0, like run --tol 0, turns off the default stop at f - f* <= 1e-12 (it
+    was refused: 'a number > 0'). NAdam at lr 0.05 reaches it on the puzzle after a few
+    hundred steps: by default the run stops there, with --tol 0 it runs all 1000."""
+    records = {}
+    for tol in ([], ["--tol", "0"]):
+        out = tmp_path / f"r{len(tol)}.jsonl"
+        code, _, err = run_main(capsys, "bench", "--problem", "puzzle", "--backend", "fd",
+                                "--optimizer", "nadam", "-O", "lr=0.05", "--steps", "1000",
+                                *tol, "-o", str(out))
+        assert code == 0, err
+        (records[bool(tol)],) = read_records(out)
+    assert records[False]["steps"] < 1000
+    assert records[False]["message"] == "f - f* <= 1e-12"
+    assert records[True]["steps"] == 1000 and records[True]["status"] == "max_steps"

@@ -193,7 +193,7 @@ def run_key_of(registry, problem, n, optimizer, betas, lr, backend, seed) -> str
 # ---- item 19: every campaign-file value has the type its key needs ---------------------------
 
 BAD_TYPES = {
-    "tol boolean": ("tol = true", ["tol=True", "a number > 0"]),
+    "tol boolean": ("tol = true", ["tol=True", "a number >= 0"]),
     "max_time boolean": ("max_time = true", ["max_time=True", "a number > 0"]),
     "steps boolean": ("steps = true", ["steps=True", "an integer >= 0"]),
     "steps float": ("steps = 5.0", ["steps=5.0", "an integer >= 0"]),
@@ -203,8 +203,8 @@ BAD_TYPES = {
     "lr boolean": ("lr = true", ["lr=True", "> 0"]),
     "lr list of booleans": ("lr = [true]", ["lr=True", "> 0"]),
     "lr empty": ("lr = []", ["lr=[]", "> 0"]),
-    "tol string": ('tol = "1e-8"', ["tol='1e-8'", "a number > 0"]),
-    "tol table": ("tol = {a = 1}", ["tol=", "a number > 0"]),
+    "tol string": ('tol = "1e-8"', ["tol='1e-8'", "a number >= 0"]),
+    "tol table": ("tol = {a = 1}", ["tol=", "a number >= 0"]),
     "dtype boolean": ("dtype = true", ["dtype must be a name"]),
     "int parameter boolean": ("[problem_params]\nn_samples = true", ["n_samples=True"]),
     "int parameter booleans": ("[problem_params]\nn_samples = [20, false]", ["n_samples=False"]),

@@ -385,9 +385,12 @@ def _check_scalars(c: Campaign) -> None:
         raise bad("seeds", seeds, "a count >= 1 or a list of integers >= 0")
     if not isinstance(c.steps, int) or isinstance(c.steps, bool) or c.steps < 0:
         raise bad("steps", c.steps, "an integer >= 0")
-    for name, value in (("tol", c.tol), ("max_time", c.max_time)):
-        if value is not None and not (number(value) and math.isfinite(value) and value > 0):
-            raise bad(name, value, "a number > 0")
+    # tol 0 runs every step, as `run --tol 0` does (no default stop where f* is known).
+    if c.tol is not None and not (number(c.tol) and math.isfinite(c.tol) and c.tol >= 0):
+        raise bad("tol", c.tol, "a number >= 0 (0: run every step)")
+    if c.max_time is not None and not (number(c.max_time) and math.isfinite(c.max_time)
+                                       and c.max_time > 0):
+        raise bad("max_time", c.max_time, "a number > 0")
     if not (isinstance(c.lrs, list) and c.lrs):
         raise bad("lr", c.lrs, "a number > 0, or a list of numbers > 0")
     for lr in c.lrs:
