@@ -41,6 +41,7 @@ BUILTIN_PLUGINS = (
     "optbench.problems.classic",
     "optbench.problems.expression",
     "optbench.problems.model",
+    "optbench.problems.mgh",
     "optbench.optimizers.adam",
     "optbench.optimizers.nadam",
     "optbench.optimizers.sgd",
