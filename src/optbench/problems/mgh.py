@@ -194,6 +194,19 @@ class MGH(Problem):
                                   "name": spec.name, "note": spec.note})
 
 
+STARTS = (1.0, 10.0, 100.0)
+"""The paper's starting points: x0, 10·x0 and 100·x0."""
+
+
 @hookimpl
 def register_problems(register):
     register(MGH())
+
+
+@hookimpl
+def register_suites(register):
+    from optbench.suites import Entry, Suite
+
+    register(Suite("mgh", "Moré-Garbow-Hillstrom (1981): the 35 problems from x0, 10·x0 and "
+                   "100·x0 (-P start=1 keeps the standard start)",
+                   [Entry.of("mgh", number=k, start=s) for k in NUMBERS for s in STARTS]))

@@ -339,8 +339,9 @@ def constants(spec: Spec) -> dict[str, np.ndarray]:
         cols = np.concatenate([[0.0], np.arange(2.0, n), [0.0]])
         return {"A": np.outer(rows, cols)}
     if k == 35:
-        i = np.arange(1, m + 1)
-        return {"c": np.where(i % 2 == 0, 1.0 / (i * i - 1.0), 0.0)}
+        i = np.arange(1.0, m + 1)
+        even = i % 2 == 0  # only even i divide (i = 1 would divide by zero)
+        return {"c": np.where(even, 1.0 / np.where(even, i * i - 1.0, 1.0), 0.0)}
     return {}
 
 
