@@ -7,13 +7,13 @@ import json
 import types
 
 import pytest
-from clitools import assert_usage_error, run_main
-from records import read_records
 
 import optbench
+from clitools import assert_usage_error, run_main
 from optbench.errors import UsageError
 from optbench.plugins import Registry
 from optbench.suites import Entry, Suite
+from records import read_records
 
 
 def plugin(**hooks) -> types.ModuleType:
