@@ -30,7 +30,8 @@ class Spec:
     f: the same minimum to full double precision (computed here, see tests), the target.
     x: a minimizer: the paper's where it gives one, else computed here (lm at 1e-15).
     unique: False where the minimizers form a family or come in symmetric copies.
-    others: other local minima the paper notes (f values), e.g. at infinity.
+    others: other local minima (f values) the paper notes, e.g. at infinity; and for 26
+        (trigonometric) a local minimum that solvers find near x0, which the paper omits.
     """
 
     number: int
