@@ -115,3 +115,22 @@ def test_python_api_bench_takes_a_suite():
     assert [(r.problem, r.problem_params["number"]) for r in records] == [("mgh", 32)]
     with pytest.raises(UsageError, match="exclude each other"):
         optbench.bench(problems="rosenbrock", suite="mgh")
+
+
+def test_a_campaign_file_names_a_suite(capsys, tmp_path):
+    campaign = tmp_path / "mgh.toml"
+    campaign.write_text('suite = "mgh"\nbackends = ["fd"]\noptimizers = ["lm"]\nsteps = 2\n'
+                        '[problem_params]\nnumber = [32]\nstart = [100.0]\n')
+    out_file = tmp_path / "r.jsonl"
+    code, _, err = run_main(capsys, "bench", str(campaign), "-q", "-o", str(out_file))
+    assert code == 0, err
+    (record,) = read_records(out_file)
+    assert record["problem_params"] == {"number": 32, "start": 100.0}
+    assert record["x0"] == [100.0] * 10
+
+
+def test_a_bad_override_of_a_suite_is_one_line(capsys, tmp_path):
+    code, out, err = run_main(capsys, "bench", "--suite", "mgh", "-P", "number=36",
+                              "-o", str(tmp_path / "r.jsonl"))
+    assert_usage_error(code, out, err, "number=36", "<= 35")
+    assert not (tmp_path / "r.jsonl").exists()
