@@ -171,7 +171,7 @@ def test_list_json_rows(capsys):
     assert rows
     for row in rows:
         assert {"kind", "name", "description", "plugin", "available", "reason"} <= set(row)
-        assert row["kind"] in ("backend", "problem", "optimizer")
+        assert row["kind"] in ("backend", "problem", "optimizer", "suite")
         assert isinstance(row["available"], bool)
         assert row["reason"] is None or isinstance(row["reason"], str)
     names = {(r["kind"], r["name"]) for r in rows}

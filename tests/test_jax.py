@@ -54,6 +54,8 @@ PROBLEMS = [
     ("expr", {"objective": "exp(x/3) + sin(y)*x + sqrt(x^2 + y^2 + 1) - log(2 + cos(z)) "
                            "+ tanh(x*z) + cosh(y/4) + abs(z - 3)"}),
     ("model", MODEL_PARAMS),
+    ("mgh", {"number": 7}),  # helical valley: a step in its angle
+    ("mgh", {"number": 35, "start": 10.0}),
 ]
 IDS = [f"{name}-{i}" for i, (name, _) in enumerate(PROBLEMS)]
 

@@ -24,7 +24,7 @@ BUILTIN = [n for n in get_registry().names("problem")
 
 def test_every_builtin_problem_is_covered():
     assert set(BUILTIN) == {"regression", "puzzle", "expr", "rosenbrock", "beale", "booth",
-                            "himmelblau", "quadratic", "model"}
+                            "himmelblau", "quadratic", "model", "mgh"}
 
 
 @pytest.mark.parametrize("name", BUILTIN)

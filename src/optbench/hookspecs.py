@@ -1,4 +1,5 @@
-"""The hooks a plugin implements. Built-in backends, problems and optimizers use them too.
+"""The hooks a plugin implements. Built-in backends, problems, optimizers and suites use
+them too.
 
 A plugin is a module (or object) with functions marked `@optbench.hookimpl`:
 
@@ -26,3 +27,9 @@ def register_problems(register):
 @hookspec
 def register_optimizers(register):
     """Call `register(optimizer)` for each `optbench.core.Optimizer` instance the plugin adds."""
+
+
+@hookspec
+def register_suites(register):
+    """Call `register(suite)` for each `optbench.suites.Suite` the plugin adds: a named set
+    of (problem, parameters) entries that `optbench bench --suite NAME` runs."""

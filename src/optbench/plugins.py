@@ -41,6 +41,7 @@ BUILTIN_PLUGINS = (
     "optbench.problems.classic",
     "optbench.problems.expression",
     "optbench.problems.model",
+    "optbench.problems.mgh",
     "optbench.optimizers.adam",
     "optbench.optimizers.nadam",
     "optbench.optimizers.sgd",
@@ -49,9 +50,9 @@ BUILTIN_PLUGINS = (
     "optbench.optimizers.gn",
 )
 
-KINDS = ("backend", "problem", "optimizer")
+KINDS = ("backend", "problem", "optimizer", "suite")
 _HOOK = {"backend": "register_backends", "problem": "register_problems",
-         "optimizer": "register_optimizers"}
+         "optimizer": "register_optimizers", "suite": "register_suites"}
 
 # What a plugin's code may raise that is not its failure: the user's Ctrl-C (and a generator
 # being closed). Everything else it raises, BaseExceptions included, is its error.
@@ -167,8 +168,10 @@ class Registry:
 
     def _collect(self, plugin: Any) -> list[tuple[str, Any]]:
         from optbench.core import Backend, Optimizer, Problem
+        from optbench.suites import Suite
 
-        expected = {"backend": Backend, "problem": Problem, "optimizer": Optimizer}
+        expected = {"backend": Backend, "problem": Problem, "optimizer": Optimizer,
+                    "suite": Suite}
         found: list[tuple[str, Any]] = []
         for kind in KINDS:
             def register(obj: Any, kind: str = kind) -> None:

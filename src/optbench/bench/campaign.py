@@ -95,6 +95,10 @@ class Campaign:
     # Plugin folders (absolute paths) whose problems and optimizers the runs may name: every
     # process that runs them (a Dask worker) loads these first (bench/runone.py).
     plugin_dirs: tuple[str, ...] = ()
+    # A registered suite (optbench.suites) whose entries are the problem instances, in
+    # place of `problems`; problem_params then override an entry's own values (-P start=1
+    # on `mgh`: each problem once, from its standard start).
+    suite: str | None = None
 
 
 def split_names(text: str, option: str) -> list[str]:
@@ -163,7 +167,8 @@ def read_campaign(path: str) -> Campaign:
     # Types are checked key by key (_check_scalars, _alternatives); TOML's true and false
     # are Python bools, which are ints, so every number check refuses bools explicitly.
     allowed = {"problems", "backends", "optimizers", "seeds", "lr", "dtype", "device",
-               "problem_params", "optimizer_params", "steps", "tol", "max_time", "plugins"}
+               "problem_params", "optimizer_params", "steps", "tol", "max_time", "plugins",
+               "suite"}
     unknown = sorted(set(c) - allowed)
     if unknown:
         raise UsageError(f"{path}: unknown key {unknown[0]!r}; accepted: "
@@ -197,8 +202,12 @@ def read_campaign(path: str) -> Campaign:
     if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
         seeds = range(seeds)  # a count: never a list (the grid's bound is checked later)
     lrs = c.get("lr", [None])
+    suite = c.get("suite")
+    if suite is not None and not (isinstance(suite, str) and suite):
+        raise UsageError(f"{path}: suite must be a suite's name, e.g. suite = \"mgh\"")
     return Campaign(
-        problems=names("problems"), backends=names("backends", ["all"]),
+        problems=names("problems") if suite is None or "problems" in c else [], suite=suite,
+        backends=names("backends", ["all"]),
         optimizers=names("optimizers", ["nadam"]), seeds=seeds,
         lrs=lrs if isinstance(lrs, list) else [lrs], dtypes=names("dtype", ["float64"]),
         devices=names("device", ["cpu"]), problem_params=params("problem_params"),
@@ -292,12 +301,13 @@ def expand(c: Campaign, registry: Registry | None = None
     """
     registry = registry or get_registry()
     _check_scalars(c)
-    problems = [registry.get("problem", p) for p in c.problems]
+    entries = _entries(c, registry)
+    problems = [prob for prob, _ in entries]
     optimizers = [registry.get("optimizer", o) for o in c.optimizers]
     for key in c.problem_params:
         if not any(key in {p.name for p in prob.params} for prob in problems):
-            raise UsageError(f"-P {key}: no problem of the campaign has it "
-                             f"({', '.join(c.problems)})")
+            named = f"suite {c.suite}" if c.suite else ", ".join(c.problems)
+            raise UsageError(f"-P {key}: no problem of the campaign has it ({named})")
     for key in c.optimizer_params:
         if not any(key in {h.name for h in opt.hyperparams} for opt in optimizers):
             raise UsageError(f"-O {key}: no optimizer of the campaign has it "
@@ -337,9 +347,9 @@ def expand(c: Campaign, registry: Registry | None = None
                  len(c.lrs), len(backends), len(c.seeds))
 
     heads: dict[str, _Head] = {}  # by the run key of (head, first backend, first seed)
-    for prob, axes in zip(problems, p_axes, strict=True):
+    for (prob, fixed), axes in zip(entries, p_axes, strict=True):
         for combo in itertools.product(*axes):
-            p_params = resolve(prob.params, dict(combo), prob.name)
+            p_params = resolve(prob.params, {**fixed, **dict(combo)}, prob.name)
             prob.make(p_params, 0)  # reads and checks data files now, not mid-campaign
             frozen_p = tuple(p_params.items())
             for opt, opt_axes in zip(optimizers, o_axes, strict=True):
@@ -355,6 +365,25 @@ def expand(c: Campaign, registry: Registry | None = None
                         heads.setdefault(_spec(head, backends[0], c.seeds[0]).key, head)
     seeds = c.seeds if isinstance(c.seeds, range) else list(dict.fromkeys(c.seeds))
     return Grid(list(heads.values()), list(dict.fromkeys(backends)), seeds), sorted(skipped)
+
+
+def _entries(c: Campaign, registry: Registry) -> list[tuple[Any, dict[str, Any]]]:
+    """The campaign's problems, each with the parameters its entry fixes: a suite's
+    entries, or each named problem with none (the grid's -P alternatives come on top)."""
+    if c.suite is None:
+        return [(registry.get("problem", p), {}) for p in c.problems]
+    if c.problems:
+        raise UsageError(f"suite {c.suite} and problems {', '.join(c.problems)} exclude each "
+                         "other: a suite names its own problems")
+    suite = registry.get("suite", c.suite)
+    entries = []
+    for entry in suite.entries:
+        try:
+            prob = registry.get("problem", entry.problem)
+        except UsageError as exc:  # the suite's plugin names a problem nobody registered
+            raise UsageError(f"suite {suite.name}: {exc}") from None
+        entries.append((prob, dict(entry.params)))
+    return entries
 
 
 def _check_bound(instances: int, settings: int, lrs: int, backends: int, seeds: int) -> None:

@@ -73,8 +73,15 @@ def bench(problems: Any = "regression", backends: Any = "all", optimizers: Any =
           problem_params: Mapping[str, Any] | None = None,
           optimizer_params: Mapping[str, Any] | None = None, steps: int = 1000,
           tol: float | None = None, max_time: float | None = None,
-          output: str | None = None, resume: bool = False) -> list[RunRecord]:
-    """Run a grid in this process; see `optbench.bench`."""
+          output: str | None = None, resume: bool = False,
+          suite: str | None = None) -> list[RunRecord]:
+    """Run a grid in this process; see `optbench.bench`. With `suite` (a registered suite's
+    name), its entries are the problem instances and `problems` must be left out."""
+    if suite is not None:
+        if problems != "regression":
+            raise UsageError(f"suite={suite!r} and problems={problems!r} exclude each other: "
+                             "a suite names its own problems")
+        problems = []
     given = {"problem": _items(problems), "backend": _items(backends),
              "optimizer": _items(optimizers)}
     instances = [(kind, item) for kind, items in given.items() for item in items
@@ -93,7 +100,7 @@ def bench(problems: Any = "regression", backends: Any = "all", optimizers: Any =
         lrs=[None] if lr is None else _items(lr), dtypes=_items(dtype),
         devices=_items(device), problem_params=_alternatives(problem_params, "problem_params"),
         optimizer_params=_alternatives(optimizer_params, "optimizer_params"),
-        steps=steps, tol=tol, max_time=max_time)
+        steps=steps, tol=tol, max_time=max_time, suite=suite)
     specs, skipped = expand(campaign, registry)
     for name, reason in skipped:
         warnings.warn(f"optbench.bench: skipping backend {name}: {reason}", stacklevel=2)

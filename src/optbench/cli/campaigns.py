@@ -8,14 +8,17 @@ import sys
 import click
 from click.core import ParameterSource
 
-AXES = ("problem", "backend", "optimizer", "lr", "problem_params", "optimizer_params",
-        "seeds", "dtype", "device", "steps", "tol", "max_time")
+AXES = ("problem", "suite", "backend", "optimizer", "lr", "problem_params",
+        "optimizer_params", "seeds", "dtype", "device", "steps", "tol", "max_time")
 
 
 @click.command()
 @click.argument("campaign_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--problem", default="regression", show_default=True,
               help="comma-separated problems")
+@click.option("--suite", default=None, metavar="NAME",
+              help="run the problem instances of a suite instead (`optbench list suites`); "
+                   "-P then overrides an entry's value, e.g. -P start=1")
 @click.option("--backend", default="all", show_default=True, help="comma-separated, or all")
 @click.option("--optimizer", default="nadam", show_default=True,
               help="comma-separated optimizers")
@@ -40,7 +43,7 @@ AXES = ("problem", "backend", "optimizer", "lr", "problem_params", "optimizer_pa
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="submit the runs to a running Dask scheduler")
 @click.pass_context
-def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
+def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_params,
           optimizer_params, seeds, dtype, device, steps, tol, max_time, output, resume, quiet,
           workers, scheduler):
     """Run the cartesian product of a grid (or a TOML campaign file) into a results file.
@@ -48,6 +51,8 @@ def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
     \b
       optbench bench --problem regression,puzzle,rosenbrock --backend all \\
           --optimizer nadam,adam,lbfgs --seeds 3 --output results.jsonl
+      optbench bench --suite mgh -P start=1 --backend torch \\
+          --optimizer lbfgs,nadam,lm --output mgh.jsonl
     """
     from optbench import plugindirs
     from optbench.bench import campaign as cmp
@@ -70,8 +75,12 @@ def bench(ctx, campaign_file, problem, backend, optimizer, lr, problem_params,
     else:
         if seeds < 1:
             raise UsageError(f"--seeds {seeds} is not accepted: expected an integer >= 1")
+        if suite is not None and "problem" in given:
+            raise UsageError("--suite and --problem exclude each other: a suite names its "
+                             "own problems")
         c = cmp.Campaign(
-            problems=cmp.split_names(problem, "--problem"),
+            problems=cmp.split_names(problem, "--problem") if suite is None else [],
+            suite=suite,
             backends=cmp.split_names(backend, "--backend"),
             optimizers=cmp.split_names(optimizer, "--optimizer"),
             seeds=range(seeds),  # never a list: the grid bounds its size first

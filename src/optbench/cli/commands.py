@@ -198,10 +198,10 @@ def _advise(runs) -> None:
 
 @cli.command("list")
 @click.argument("kind", required=False,
-                type=click.Choice(["backends", "problems", "optimizers"]))
+                type=click.Choice(["backends", "problems", "optimizers", "suites"]))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def list_(kind, fmt):
-    """List the backends, problems and optimizers that plugins registered."""
+    """List the backends, problems, optimizers and suites that plugins registered."""
     from optbench.cli import output
     from optbench.plugins import get_registry
 

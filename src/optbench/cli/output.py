@@ -80,7 +80,7 @@ def per_step(r: RunRecord) -> str:
 
 def list_rows(registry: Any, kinds: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
-    for kind in kinds or ["backend", "problem", "optimizer"]:
+    for kind in kinds or ["backend", "problem", "optimizer", "suite"]:
         for name in registry.names(kind):
             obj = registry.get(kind, name)
             row = {"kind": kind, "name": name, "description": obj.description,
@@ -91,6 +91,8 @@ def list_rows(registry: Any, kinds: list[str] | None = None) -> list[dict[str, A
                 row["reason"] = devices[obj.devices[0]]
                 row["devices"] = devices
                 row["dtypes"] = list(obj.dtypes)
+            elif kind == "suite":
+                row["entries"] = [e.to_json() for e in obj.entries]
             else:
                 declared = obj.params if kind == "problem" else obj.hyperparams
                 row["params"] = {p.name: {"type": p.kind, "default": _default(p.default),
@@ -111,8 +113,14 @@ def list_table(rows: list[dict[str, Any]]) -> str:
         parts = [d if why is None else f"{d}: no ({why})" for d, why in row["devices"].items()]
         return "; ".join(parts)
 
+    def description(row: dict[str, Any]) -> str:
+        if row["kind"] != "suite":
+            return row["description"]
+        problems = ", ".join(dict.fromkeys(e["problem"] for e in row["entries"]))
+        return f"{row['description']} [{len(row['entries'])} entries of {problems}]"
+
     return table(["kind", "name", "available", "plugin", "description"],
-                 [[r["kind"], r["name"], status(r), r["plugin"], r["description"]]
+                 [[r["kind"], r["name"], status(r), r["plugin"], description(r)]
                   for r in rows])
 
 
