@@ -61,8 +61,9 @@ def scheduled(make: Callable[..., Method], hp: dict[str, Any]) -> Method:
     the step's lr afresh (`make(lr=..., ...)`, a closure, cheap) and runs the optimizer's
     step on its own state: the lr changes between steps exactly as torch's scheduler changes
     `param_group["lr"]` between `optimizer.step()` calls, and no optimizer needs code of its
-    own for schedules. The optimizer's state never depends on lr (ASGD's eta is computed
-    from the lr of the step that made it, as in torch).
+    own for schedules. Where torch reads lr only when it creates the state (rprop's step
+    sizes, asgd's first eta), init binds the schedule's first lr, as torch's state is made
+    after the scheduler has set it.
     """
     s = schedules.settings(hp)
     own = {k: v for k, v in hp.items() if k not in schedules.NAMES}
