@@ -20,6 +20,7 @@ from optbench.core import Backend, Instance, Method, Optimizer, Problem, Referen
 from optbench.core.backend import DTYPES
 from optbench.core.params import resolve
 from optbench.errors import UsageError
+from optbench.optimizers import schedules
 from optbench.plugins import Registry, available, get_registry
 from optbench.runner import stopping
 from optbench.runner.loop import drive, optimize, run_compiled
@@ -231,7 +232,11 @@ def optimizer_hyperparams(opt: Optimizer, given: Mapping[str, Any] | None = None
         _check(any(h.name == "lr" for h in opt.hyperparams),
                f"optimizer {opt.name} has no learning rate; drop lr")
         given_hp["lr"] = lr
-    return resolve(opt.hyperparams, {**opt.run_defaults, **given_hp}, opt.name)
+    hp = resolve(opt.hyperparams, {**opt.run_defaults, **given_hp}, opt.name)
+    # Every first-order optimizer declares the learning-rate schedule's parameters; those left
+    # unset stay out of the run, its record and its key (runs without a schedule are recorded,
+    # and found again by --resume, as before schedules existed).
+    return {k: v for k, v in hp.items() if v is not None or k not in schedules.NAMES}
 
 
 def select_backends(registry: Registry, backend: str | Sequence[str], dtype: str,

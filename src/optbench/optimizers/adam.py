@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 from optbench.core import Method, Optimizer, Param
@@ -50,11 +51,12 @@ class Adam(Optimizer):
     hyperparams = (
         common.lr(1e-3), common.betas(), common.eps(), common.weight_decay(0.0),
         Param("amsgrad", "bool", False, "use the running maximum of the second moment"),
+        *common.SCHEDULE_PARAMS,
     )
     run_defaults = common.TUTORIAL_RUN_DEFAULTS
 
     def method(self, **hp):
-        return adam(**hp)
+        return common.scheduled(adam, hp)
 
 
 class AdamW(Optimizer):
@@ -63,11 +65,12 @@ class AdamW(Optimizer):
     hyperparams = (
         common.lr(1e-3), common.betas(), common.eps(), common.weight_decay(1e-2),
         Param("amsgrad", "bool", False, "use the running maximum of the second moment"),
+        *common.SCHEDULE_PARAMS,
     )
     run_defaults = common.TUTORIAL_RUN_DEFAULTS
 
     def method(self, **hp):
-        return adam(decoupled=True, **hp)
+        return common.scheduled(functools.partial(adam, decoupled=True), hp)
 
 
 @hookimpl

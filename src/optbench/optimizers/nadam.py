@@ -56,11 +56,12 @@ class NAdam(Optimizer):
         common.lr(2e-3), common.betas(), common.eps(), common.weight_decay(0.0),
         Param("momentum_decay", "float", 4e-3, "momentum decay (psi)", low=0),
         Param("decoupled_weight_decay", "bool", False, "decay x itself, as AdamW does"),
+        *common.SCHEDULE_PARAMS,
     )
     run_defaults = common.TUTORIAL_RUN_DEFAULTS
 
     def method(self, **hp):
-        return nadam(**hp)
+        return common.scheduled(nadam, hp)
 
 
 @hookimpl

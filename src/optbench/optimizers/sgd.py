@@ -47,11 +47,12 @@ class SGD(Optimizer):
         Param("dampening", "float", 0.0, "dampening of the momentum", low=0),
         common.weight_decay(0.0),
         Param("nesterov", "bool", False, "Nesterov momentum"),
+        *common.SCHEDULE_PARAMS,
     )
     run_defaults = common.TUTORIAL_RUN_DEFAULTS
 
     def method(self, **hp):
-        return sgd(**hp)
+        return common.scheduled(sgd, hp)
 
 
 @hookimpl
