@@ -81,7 +81,8 @@ def test_the_installed_complexstep_plugin_passes():
     assert report.plugin == "complexstep"
 
 
-@pytest.mark.parametrize("name", ["adam", "adamw", "nadam", "sgd", "lbfgs"])
+@pytest.mark.parametrize("name", ["adam", "adamw", "nadam", "sgd", "lbfgs", "adagrad",
+                                  "adadelta", "adamax", "asgd", "radam", "rmsprop", "rprop"])
 def test_every_builtin_optimizer_passes(name):
     report = check_optimizer(name)
     assert [r.name for r in report.results] == list(OPTIMIZER_CHECKS)
