@@ -114,7 +114,11 @@ def plan(problem: str | Problem = "regression",
     method = opt.method(**hp)
 
     if compile:
-        _check(method.done is None and method.run is None,
+        scheduled = hp.get("schedule") is not None
+        _check(method.done is None and method.run is None and not scheduled,
+               f"optimizer {opt.name} with schedule={hp.get('schedule')} cannot run as a "
+               "compiled loop (its lr is computed on the host between steps); compile works "
+               "with a constant lr" if scheduled else
                f"optimizer {opt.name} cannot run as a compiled loop (it needs values on the "
                "host between steps); compile works with the first-order optimizers")
     backends, unavailable = select_backends(registry, backend, dtype, device, compile)
