@@ -19,7 +19,8 @@ import sys
 import time
 import warnings
 
-DEFAULT_OPTIMIZERS = ("lbfgs", "lm", "gn", "adam", "nadam", "sgd", "scipy-bfgs",
+DEFAULT_OPTIMIZERS = ("lbfgs", "lm", "gn", "adam", "adamw", "nadam", "radam", "adamax",
+                      "adagrad", "adadelta", "asgd", "rmsprop", "rprop", "sgd", "scipy-bfgs",
                       "scipy-lbfgsb", "scipy-cg", "scipy-newton-cg", "scipy-trust-krylov")
 
 
