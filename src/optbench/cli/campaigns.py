@@ -154,7 +154,7 @@ def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_pa
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @click.option("--profile-tau", "tau", type=float, default=1e-3, show_default=True,
-              help="Moré–Wild profiles (results of several tasks): a run solves a task when "
+              help="Moré–Wild profiles (results of several problems): a run solves one when "
                    "f(x0) - f >= (1 - TAU)(f(x0) - f*)")
 def report(results, target, by, plot_dir, html_path, fmt, tau):
     """Summarize a results file: success to target, times, errors; plots and HTML."""

@@ -13,7 +13,7 @@ Figures:
 - time-to-target-<problem>.png: median time to target per backend, one bar per optimizer,
   labelled with the runs that reached it (k/n); no bar where none did.
 - performance-profile.png: Dolan–Moré profile of time to target over all tasks.
-- more-wild-profiles.png (records of several tasks): Moré–Wild data profile and performance
+- more-wild-profiles.png (records of several problems): Moré–Wild data profile and performance
   profile over gradient evaluations (optbench.report.profiles).
 
 Names (of problems, backends, optimizers, hosts) are text, never markup: every artist that
@@ -57,7 +57,7 @@ class Figure:
 def figures(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET, *,
             by: str | Sequence[str] | None = None, tau: float = DEFAULT_TAU) -> list[Figure]:
     """All figures of a report, in order: per problem its convergence curves and its
-    time-to-target bars, then the performance profile, then (several tasks) the Moré–Wild
+    time-to-target bars, then the performance profile, then (several problems) the Moré–Wild
     profiles at tolerance `tau`."""
     runs = analyze(records, target)
     if not runs:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from optbench.report.data import DEFAULT_TARGET, Run, analyze, extra_keys
+from optbench.report.data import DEFAULT_TARGET, Run, analyze, canonical, extra_keys
 from optbench.report.summary import _median
 
 DEFAULT_TAU = 1e-3
@@ -99,11 +99,13 @@ def performance_ratios(costs: np.ndarray) -> np.ndarray:
 
 
 def performance_profile(costs: np.ndarray, ratios: Sequence[float]) -> np.ndarray:
-    """rho[s, i] = share of problems p with performance ratio r[p, s] <= ratios[i]."""
+    """rho[s, i] = share of problems p with performance ratio r[p, s] <= ratios[i]; an
+    unsolved problem (r = inf) never counts, so rho at ratio inf is the share solved."""
     r = performance_ratios(costs)
     if r.shape[0] == 0:
         return np.zeros((r.shape[1], len(ratios)))
-    return (r[:, :, None] <= np.asarray(ratios, float)[None, None, :]).mean(axis=0)
+    within = r[:, :, None] <= np.asarray(ratios, float)[None, None, :]
+    return (within & np.isfinite(r)[:, :, None]).mean(axis=0)
 
 
 @dataclass(frozen=True)
@@ -198,10 +200,11 @@ def profiles(records: Sequence[Mapping[str, Any]], tau: float = DEFAULT_TAU, *,
 
 
 def applies(records: Sequence[Mapping[str, Any]]) -> bool:
-    """Profiles are drawn when the records hold several tasks."""
+    """Profiles are drawn when the records hold several problems (a problem and its
+    parameters: a suite's entries); seeds of one problem alone make no profile."""
     seen = set()
     for r in records:
-        seen.add((str(r.get("problem")), repr(r.get("problem_params")), r.get("seed")))
+        seen.add((str(r.get("problem")), canonical(r.get("problem_params"))))
         if len(seen) > 1:
             return True
     return False
