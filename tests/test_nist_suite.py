@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,28 @@ def test_an_unknown_dataset_is_refused_naming_those_there(capsys):
     code, out, err = run_main(capsys, "run", "--problem", "nist", "-P", "dataset=Nope",
                               "--backend", "torch", "--optimizer", "lm")
     assert_usage_error(code, out, err, "dataset='Nope'", "Misra1a", "Norris")
+
+
+def test_a_broken_or_hostile_dataset_file_is_refused_in_one_line(monkeypatch, capsys,
+                                                                 tmp_path, fresh_registry):
+    """The folders come from the environment: their files are read through userfiles (a
+    FIFO is refused, not waited on) and parsed, never run."""
+    folder = tmp_path / "nist-nonlinear"
+    folder.mkdir()
+    (folder / "Bad.json").write_text('{"name": "Bad", "certified_rss": 1.0')  # cut short
+    (folder / "Bad.csv").write_text("x,y\n1,2\n")
+    (folder / "Pipe.csv").write_text("x,y\n1,2\n")
+    os.mkfifo(folder / "Pipe.json")
+    (folder / "Code.json").write_text(json.dumps({
+        "name": "Code", "equation": "y = __import__('os').system('false')", "model": "",
+        "parameters": ["b1"], "start1": [1], "start2": [1], "certified": [1],
+        "certified_rss": 1.0}))
+    (folder / "Code.csv").write_text("x,y\n1,2\n")
+    monkeypatch.setenv("OPTBENCH_NIST_DIR", str(tmp_path / "absent"))
+    monkeypatch.setenv("OPTBENCH_NIST_NONLINEAR_DIR", str(folder))
+    get_registry.cache_clear()
+    for name, fragment in (("Bad", "not a NIST dataset file"), ("Pipe", "Pipe.json"),
+                           ("Code", "dataset Code")):
+        code, out, err = run_main(capsys, "run", "--problem", "nist", "-P",
+                                  f"dataset={name}", "--backend", "torch", "--optimizer", "lm")
+        assert_usage_error(code, out, err, fragment)

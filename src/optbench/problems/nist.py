@@ -74,7 +74,7 @@ def dataset_files() -> dict[str, tuple[Path, bool]]:
 
 @dataclass(frozen=True)
 class Dataset:
-    name: str
+    name: str  # its files' name (the JSON's "name" is NIST's, the same for ours)
     csv: str
     equation: str
     parameters: tuple[str, ...]
@@ -92,17 +92,17 @@ def _load(path: str) -> Dataset:
         if "certified_rss" in meta:  # nonlinear: numbers, b1..bk, start1/start2
             params = tuple(meta["parameters"])
             starts = (tuple(map(float, meta["start1"])), tuple(map(float, meta["start2"])))
-            return Dataset(meta["name"], str(Path(path).with_suffix(".csv")),
+            return Dataset(Path(path).stem, str(Path(path).with_suffix(".csv")),
                            meta["equation"], params, starts,
                            tuple(map(float, meta["certified"])), float(meta["certified_rss"]),
                            linear=False)
         # linear: estimates as NIST prints them (strings), RSS from the ANOVA table
         params = tuple(c["parameter"] for c in meta["certified"])
-        return Dataset(meta["name"], str(Path(path).with_suffix(".csv")), meta["model"],
+        return Dataset(Path(path).stem, str(Path(path).with_suffix(".csv")), meta["model"],
                        params, (), tuple(float(c["estimate"]) for c in meta["certified"]),
                        float(meta["certified_anova"]["residual"]["sum_of_squares"]),
                        linear=True)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
         raise UsageError(f"{where} is not a NIST dataset file as expected: {exc}") from None
 
 
@@ -129,8 +129,11 @@ class Nist(ModelProblem):
 
     def model(self, params: Mapping[str, Any]) -> Any:
         d = dataset(params["dataset"])
-        return build_model(d.equation, read_header(d.csv), f"dataset {d.name}",
-                           list(d.parameters))
+        try:
+            return build_model(d.equation, read_header(d.csv), f"dataset {d.name}",
+                               list(d.parameters))
+        except UsageError as exc:  # say which file holds the equation
+            raise UsageError(f"dataset {d.name} ({d.csv[:-4]}.json): {exc}") from None
 
     def make(self, params: Mapping[str, Any], seed: int) -> Instance:
         d = dataset(params["dataset"])
