@@ -283,7 +283,7 @@ def test_plots_are_written_as_png(plot_paths):
     assert names == ["convergence-puzzle.png", "time-to-target-puzzle.png",
                      "convergence-regression.png", "time-to-target-regression.png",
                      "convergence-rosenbrock.png", "time-to-target-rosenbrock.png",
-                     "performance-profile.png"]
+                     "performance-profile.png", "more-wild-profiles.png"]
     for path in plot_paths:
         data = path.read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, path

@@ -42,6 +42,7 @@ BUILTIN_PLUGINS = (
     "optbench.problems.expression",
     "optbench.problems.model",
     "optbench.problems.mgh",
+    "optbench.problems.nist",
     "optbench.optimizers.adam",
     "optbench.optimizers.nadam",
     "optbench.optimizers.sgd",

@@ -37,17 +37,21 @@ class Suite:
     name: str
     description: str
     entries: tuple[Entry, ...]
+    unavailable: str | None = None
+    """Why the suite has no entries on this machine (its data is absent), or None."""
 
     def __init__(self, name: str, description: str,
-                 entries: Iterable[Entry | tuple[str, Mapping[str, Any]]]) -> None:
+                 entries: Iterable[Entry | tuple[str, Mapping[str, Any]]],
+                 unavailable: str | None = None) -> None:
         # (problem, {params}) pairs are accepted too: the plain shape a plugin may write
         made = tuple(e if isinstance(e, Entry) else Entry(e[0], tuple(dict(e[1]).items()))
                      for e in entries)
-        if not made:
+        if not made and not unavailable:
             raise ValueError(f"suite {name!r} has no entries")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "description", description)
         object.__setattr__(self, "entries", made)
+        object.__setattr__(self, "unavailable", unavailable or None)
 
     def problems(self) -> list[str]:
         """The problems its entries name, each once, in order."""

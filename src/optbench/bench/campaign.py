@@ -376,6 +376,8 @@ def _entries(c: Campaign, registry: Registry) -> list[tuple[Any, dict[str, Any]]
         raise UsageError(f"suite {c.suite} and problems {', '.join(c.problems)} exclude each "
                          "other: a suite names its own problems")
     suite = registry.get("suite", c.suite)
+    if suite.unavailable:  # e.g. its data is not on this machine
+        raise UsageError(f"suite {suite.name} is unavailable: {suite.unavailable}")
     entries = []
     for entry in suite.entries:
         try:

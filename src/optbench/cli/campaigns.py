@@ -153,7 +153,10 @@ def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_pa
               help="write one self-contained HTML page (table and figures)")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
-def report(results, target, by, plot_dir, html_path, fmt):
+@click.option("--profile-tau", "tau", type=float, default=1e-3, show_default=True,
+              help="Moré–Wild profiles (results of several problems): a run solves one when "
+                   "f(x0) - f >= (1 - TAU)(f(x0) - f*)")
+def report(results, target, by, plot_dir, html_path, fmt, tau):
     """Summarize a results file: success to target, times, errors; plots and HTML."""
     import json
     import math
@@ -168,6 +171,9 @@ def report(results, target, by, plot_dir, html_path, fmt):
         raise UsageError(f"{results}: no such results file")
     if not (math.isfinite(target) and target > 0):
         raise UsageError(f"--target {target} is not accepted: expected a number > 0")
+    if not (0 < tau < 1):
+        raise UsageError(f"--profile-tau {tau} is not accepted: expected a number with "
+                         "0 < TAU < 1")
     if plot_dir is not None and not os.path.isdir(os.path.dirname(os.path.abspath(plot_dir))):
         raise UsageError(f"--plot {plot_dir}: its parent directory does not exist")
     if html_path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(html_path))):
@@ -184,12 +190,15 @@ def report(results, target, by, plot_dir, html_path, fmt):
                               else v) for k, v in row.items()} for row in rows], indent=1))
     else:
         emit(rep.summary_text(records, target, by=by))
+        if rep.profiles_applies(records):
+            emit("\n" + rep.profiles_text(records, tau, by=by))
     if plot_dir is not None:
         os.makedirs(plot_dir, exist_ok=True)
-        for path in rep.plots(records, plot_dir, target, by=by):
+        for path in rep.plots(records, plot_dir, target, by=by, tau=tau):
             click.echo(f"optbench: wrote {path}", err=True)
     if html_path is not None:
-        click.echo(f"optbench: wrote {rep.html(records, html_path, target, by=by)}", err=True)
+        written = rep.html(records, html_path, target, by=by, tau=tau)
+        click.echo(f"optbench: wrote {written}", err=True)
 
 
 def importlib_missing(module: str) -> bool:

@@ -93,6 +93,8 @@ def list_rows(registry: Any, kinds: list[str] | None = None) -> list[dict[str, A
                 row["dtypes"] = list(obj.dtypes)
             elif kind == "suite":
                 row["entries"] = [e.to_json() for e in obj.entries]
+                if getattr(obj, "unavailable", None):
+                    row["available"], row["reason"] = False, obj.unavailable
             else:
                 declared = obj.params if kind == "problem" else obj.hyperparams
                 row["params"] = {p.name: {"type": p.kind, "default": _default(p.default),
@@ -109,7 +111,7 @@ def _default(value: Any) -> Any:
 def list_table(rows: list[dict[str, Any]]) -> str:
     def status(row: dict[str, Any]) -> str:
         if row["kind"] != "backend":
-            return "yes"
+            return "yes" if row["available"] else f"no ({row['reason']})"
         parts = [d if why is None else f"{d}: no ({why})" for d, why in row["devices"].items()]
         return "; ".join(parts)
 

@@ -24,21 +24,35 @@ from optbench.report.data import (
 from optbench.report.page import html, render
 from optbench.report.plots import Figure, figures, plots
 from optbench.report.profile import Profile, performance_profile, profile_from_times
+from optbench.report.profiles import (
+    DEFAULT_TAU,
+    Profiles,
+    data_profile,
+    profiles,
+    profiles_text,
+)
+from optbench.report.profiles import applies as profiles_applies
 from optbench.report.summary import summary, summary_text
 
 __all__ = [
     "DEFAULT_TARGET",
+    "DEFAULT_TAU",
     "TARGET_RULE",
     "Figure",
     "Profile",
+    "Profiles",
     "Run",
     "analyze",
+    "data_profile",
     "figures",
     "fstars",
     "html",
     "performance_profile",
     "plots",
     "profile_from_times",
+    "profiles",
+    "profiles_applies",
+    "profiles_text",
     "reaches",
     "read_records",
     "render",

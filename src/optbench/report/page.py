@@ -27,6 +27,7 @@ from optbench.report.data import (
     host_label,
 )
 from optbench.report.plots import figures, write_atomic
+from optbench.report.profiles import DEFAULT_TAU, applies, profiles_text
 from optbench.report.summary import _count, _error, _rows
 
 CSS = """
@@ -75,13 +76,14 @@ def _png_size(png: bytes) -> tuple[int, int]:
 
 
 def render(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET, *,
-           by: str | Sequence[str] | None = None, title: str = "optbench report") -> str:
+           by: str | Sequence[str] | None = None, title: str = "optbench report",
+           tau: float = DEFAULT_TAU) -> str:
     """The page as a string (what `html` writes)."""
     records = list(records)
     runs = analyze(records, target)
     extra = extra_keys(runs, by) if runs else []
     rows = _rows(runs, extra)
-    figs = figures(records, target, by=by) if runs else []
+    figs = figures(records, target, by=by, tau=tau) if runs else []
 
     campaigns = sorted({str(r.get("campaign")) for r in records if r.get("campaign")})
     tasks = {run.task for run in runs}
@@ -136,6 +138,9 @@ def render(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET,
                  "f − f*, steps and evaluations: median over all runs (a run without a finite "
                  "f counts as an infinite error).</p>")
 
+    if runs and applies(records):
+        parts.append('<h2 id="profiles">Moré–Wild profiles</h2>')
+        parts.append(f"<pre>{_e(profiles_text(records, tau, by=by))}</pre>")
     if figs:
         parts.append('<h2 id="figures">Figures</h2>')
     for fig in figs:
@@ -190,10 +195,10 @@ def _hosts(records: Sequence[Mapping[str, Any]]) -> str:
 
 def html(records: Sequence[Mapping[str, Any]], path: str | Path,
          target: float = DEFAULT_TARGET, *, by: str | Sequence[str] | None = None,
-         title: str = "optbench report") -> Path:
+         title: str = "optbench report", tau: float = DEFAULT_TAU) -> Path:
     """Write the self-contained HTML report to `path` (atomically); return the path."""
     path = Path(path)
-    page = render(records, target, by=by, title=title)
+    page = render(records, target, by=by, title=title, tau=tau)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, page.encode("utf-8"))
     return path

@@ -13,6 +13,8 @@ Figures:
 - time-to-target-<problem>.png: median time to target per backend, one bar per optimizer,
   labelled with the runs that reached it (k/n); no bar where none did.
 - performance-profile.png: Dolan–Moré profile of time to target over all tasks.
+- more-wild-profiles.png (records of several problems): Moré–Wild data profile and performance
+  profile over gradient evaluations (optbench.report.profiles).
 
 Names (of problems, backends, optimizers, hosts) are text, never markup: every artist that
 shows one is drawn with mathtext and TeX off (`_literal`), so `$` in a name is a dollar sign.
@@ -35,6 +37,7 @@ import numpy as np
 
 from optbench.report.data import DEFAULT_TARGET, Run, analyze, extra_keys, slug
 from optbench.report.profile import Profile, _profile
+from optbench.report.profiles import DEFAULT_TAU, Profiles, applies, profiles
 from optbench.report.summary import _median
 
 DPI = 100
@@ -52,9 +55,10 @@ class Figure:
 
 
 def figures(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET, *,
-            by: str | Sequence[str] | None = None) -> list[Figure]:
+            by: str | Sequence[str] | None = None, tau: float = DEFAULT_TAU) -> list[Figure]:
     """All figures of a report, in order: per problem its convergence curves and its
-    time-to-target bars, then the performance profile."""
+    time-to-target bars, then the performance profile, then (several problems) the Moré–Wild
+    profiles at tolerance `tau`."""
     runs = analyze(records, target)
     if not runs:
         return []
@@ -77,18 +81,21 @@ def figures(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET
         out.append(_bars(mine, problem, extra, target, unique(f"time-to-target-{slug(problem)}")))
     out.append(_profile_figure(_profile(runs, extra), _styles(runs, extra), target,
                                unique("performance-profile")))
+    if applies(records):
+        out.append(_more_wild_figure(profiles(records, tau, by=by), _styles(runs, extra),
+                                     unique("more-wild-profiles")))
     return out
 
 
 def plots(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
           target: float = DEFAULT_TARGET, *,
-          by: str | Sequence[str] | None = None) -> list[Path]:
+          by: str | Sequence[str] | None = None, tau: float = DEFAULT_TAU) -> list[Path]:
     """Write the figures as PNG files into `out_dir` (created if missing); return their paths.
     Each file is written whole (temporary file, then rename)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fig in figures(records, target, by=by):
+    for fig in figures(records, target, by=by, tau=tau):
         path = out / fig.name
         write_atomic(path, fig.png)
         paths.append(path)
@@ -303,3 +310,45 @@ def _profile_figure(profile: Profile, styles: Mapping[str, Mapping[str, Any]], t
                f"within a factor τ of the fastest; a task it did not solve counts as never "
                f"solved, so a curve's right end is its success rate.")
     return Figure(name, "Performance profile", caption, _png(fig))
+
+
+def _more_wild_figure(p: Profiles, styles: Mapping[str, Mapping[str, Any]], name: str
+                      ) -> Figure:
+    """Left: d_s(α) against α (gradient evaluations per n+1, log scale); right: ρ_s(r)
+    against log2 r, both as steps at their breakpoints."""
+    fig = _new_figure(12, 4.5)
+    left, right = fig.subplots(1, 2)
+    per_dim = p.costs / (p.dims[:, None] + 1.0)  # the α at which each cell is solved
+    alphas = np.unique(np.concatenate([[1.0], per_dim[np.isfinite(per_dim)]]))
+    a_max = max(alphas[-1] * 1.5, 10.0)
+    a_grid = np.concatenate([alphas, [a_max]])
+    d = p.data(a_grid)
+    ratios = p.ratios()
+    r_points = np.unique(np.concatenate([[1.0], ratios[np.isfinite(ratios)]]))
+    r_max = max(r_points[-1] * 1.5, 2.0)
+    r_grid = np.concatenate([r_points, [r_max]])
+    rho = p.performance(r_grid)
+    for i, solver in enumerate(p.solvers):
+        style = styles.get(solver, {})
+        left.step(a_grid, d[i], where="post", lw=1.5, label=solver, **style)
+        right.step(np.log2(r_grid), rho[i], where="post", lw=1.5, label=solver, **style)
+    left.set_xscale("log")
+    left.set_xlim(a_grid[0], a_max)
+    left.set_xlabel("α: gradient evaluations / (n + 1)")
+    left.set_ylabel("share of tasks solved")
+    left.set_title(f"Data profile, τ = {p.tau:g}, {len(p.problems)} task(s)")
+    right.set_xlim(0, math.log2(r_max))
+    right.set_xlabel("log2 r  (gradient evaluations / fewest on the task)")
+    right.set_title("Performance profile (gradient evaluations)")
+    for ax in (left, right):
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(True, alpha=0.3)
+    _legend(right, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    sources = ", ".join(f"{k} on {v}" for k, v in sorted(p.f_low_sources.items())) or "-"
+    caption = (f"Moré–Wild (2009) profiles over {len(p.problems)} task(s): a solver solves a "
+               f"task at the first sampled point with f(x0) − f ≥ (1 − τ)(f(x0) − f_L), "
+               f"τ = {p.tau:g}, f_L from {sources}; its cost is the gradient evaluations "
+               f"until then (sampled trace: an upper bound, within ~21% past step 12). Left: "
+               f"share of tasks solved within α(n + 1) evaluations; right: within a factor r "
+               f"of the fewest any solver needed.")
+    return Figure(name, "Moré–Wild profiles", caption, _png(fig))

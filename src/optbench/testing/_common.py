@@ -73,6 +73,10 @@ MODEL_PARAMS: Mapping[str, Any] = _ModelData()
 CASE_PARAMS: dict[str, list[tuple[str, Mapping[str, Any]]]] = {
     "expr": [("expr", {"objective": EXPR_OBJECTIVE})],
     "model": [("model(Misra1a)", MODEL_PARAMS)],
+    # NIST's starts put Misra1a's b2 at 1e-4, below the checks' absolute difference steps
+    # (tests/test_nist_suite.py checks every entry with relative steps): well-scaled ones.
+    "nist": [("nist(DanWood)", {"dataset": "DanWood", "start": 1}),
+             ("nist(Norris)", {"dataset": "Norris"})],
     "rosenbrock": [("rosenbrock(n=4)", {"n": 4})],
     "quadratic": [("quadratic(n=6)", {"n": 6, "kappa": 100.0})],
     # The tutorial's linear system (matrix form) and a nonlinear one (the expression path).
