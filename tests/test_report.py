@@ -416,7 +416,7 @@ def test_html_displays_in_headless_chromium(page, tmp_path):
         shutil.copy(page, artifacts / "report.html")
 
     assert problems(page, events, images) == []
-    assert len(images) == len(_parsed(page).imgs) == 7
+    assert len(images) == len(_parsed(page).imgs) == 8
 
     from PIL import Image  # comes with matplotlib
 
