@@ -531,3 +531,20 @@ def test_report_files_get_the_mode_the_umask_gives(tmp_path, umask):
         os.umask(old)
     for path in paths:
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+def test_plots_of_a_problem_where_every_run_diverged_at_its_start(tmp_path, capsys):
+    """MGH's Jennrich-Sampson from 100·x0 overflows at x0: every run ends `diverged` at step
+    0 with no finite f. `report --plot` failed on it ("Data cannot be log-scaled because all
+    values are <= 0"); its convergence figure now says so, and the report completes."""
+    from clitools import run_main
+
+    results = tmp_path / "r.jsonl"
+    code, _, err = run_main(capsys, "bench", "--problem", "mgh", "-P", "number=6",
+                            "-P", "start=100", "--backend", "fd", "--optimizer", "lbfgs",
+                            "--steps", "5", "-o", str(results))
+    assert code == 0, err
+    assert json.loads(results.read_text())["status"] == "diverged"
+    code, _, err = run_main(capsys, "report", str(results), "--plot", str(tmp_path / "plots"))
+    assert code == 0, err
+    assert any(p.name.endswith(".png") for p in (tmp_path / "plots").iterdir())

@@ -203,6 +203,7 @@ def _convergence(runs: Sequence[Run], problem: str, extra: Sequence[str], target
     fig = _new_figure(13, 4.2)
     ax_steps, ax_time = fig.subplots(1, 2)
     seeds = len({r.task for r in runs})
+    drawn = False
     for solver in solvers:
         color = styles[solver]["color"]
         traces = [t for r in runs if r.solver(extra) == solver and (t := r.trace())]
@@ -220,6 +221,7 @@ def _convergence(runs: Sequence[Run], problem: str, extra: Sequence[str], target
             values = np.vstack([_sample(pts, xs) for pts in points])
             low, mid, high = (np.where(np.isfinite(q), q, np.nan) for q in _quantiles(values))
             ax.plot(xs, mid, color=color, ls=styles[solver]["ls"], lw=1.6, label=solver)
+            drawn = drawn or bool(np.any(np.isfinite(mid)))
             if len(traces) > 1:
                 ax.fill_between(xs, low, high, color=color, alpha=0.18, lw=0)
     for ax, xlabel in ((ax_steps, "steps"), (ax_time, "loop time (s)")):
@@ -228,6 +230,13 @@ def _convergence(runs: Sequence[Run], problem: str, extra: Sequence[str], target
         ax.set_xlabel(xlabel)
         ax.set_ylabel("(f − f*) / max(1, |f*|)")
         ax.grid(True, which="major", alpha=0.3)
+    if not drawn:  # every run's f was inf or nan (diverged at its start): say so, and give
+        # the log axes limits of their own (matplotlib refuses to log-scale no data)
+        ax_time.set_xlim(1e-6, 1.0)
+        for ax in (ax_steps, ax_time):
+            ax.set_ylim(floor, 1.0)
+            ax.text(0.5, 0.5, "no finite f in any run", transform=ax.transAxes,
+                    ha="center", va="center", color="0.3")
     ax_time.set_xscale("log")
     _legend(ax_time, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     _literal(fig.suptitle(f"{problem}: convergence (median of {seeds} task(s), band 25–75%)"))
