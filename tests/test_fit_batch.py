@@ -15,6 +15,7 @@ import pytest
 from tests.clitools import assert_usage_error, run_main
 
 import optbench
+from optbench.errors import UsageError
 from optbench.fitting.statistics import fit_statistics
 
 EQUATION = "y = a*exp(-k*t) + c"
@@ -206,7 +207,13 @@ def test_cli_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
         assert not [f for f in os.listdir(tmp_path) if f.startswith(".optbench-")]
 
 
-def test_many_fits_are_not_held_to_a_single_fits_row_limit():
+def groups_load(data, group):
+    from optbench.fitting import groups
+
+    return groups.load(data, group)
+
+
+def test_many_fits_are_not_held_to_a_single_fits_row_limit(tmp_path):
     """A single fit's table stops at datatable.MAX_ROWS (its Jacobian holds rows x
     parameters numbers); 20,000 fits of 64 points (1.28 million values per column) are
     bounded by the batch's own counts and memory instead, as arrays and as a long table."""
@@ -221,6 +228,18 @@ def test_many_fits_are_not_held_to_a_single_fits_row_limit():
     long = {"g": np.repeat(np.arange(n_fits), n_points), "t": t.reshape(-1),
             "y": 2 * t.reshape(-1)}
     assert groups.load(long, "g").n_fits == n_fits
+    np.savez(tmp_path / "many.npz", t=t, y=2 * t)
+    assert groups.load(str(tmp_path / "many.npz"), None).n_fits == n_fits
+
+
+def test_repeated_keys_are_refused_from_arrays_as_from_an_npz(tmp_path):
+    """One key per fit: an .npz with a repeated key was refused, the same arrays given to
+    optbench.fit with groups=[...] were accepted (two fits both called 1)."""
+    t = np.tile(np.linspace(0, 1, 4), (3, 1))
+    np.savez(tmp_path / "d.npz", t=t, y=t, id=np.array([1, 1, 2]))
+    for data, group in ((str(tmp_path / "d.npz"), "id"), ({"t": t, "y": t}, [1, 1, 2])):
+        with pytest.raises(UsageError, match="repeats a key"):
+            groups_load(data, group)
 
 
 def test_an_npz_without_keys_is_many_fits_numbered_from_0(tmp_path, capsys):

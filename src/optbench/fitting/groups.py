@@ -142,16 +142,26 @@ def read_npz(path: str, group: str | None = None) -> Grouped:
                          f"expected ({n_fits},), one key per fit")
     _bound(n_fits, n_points, len(blocks), source)
     with np.load(io.BytesIO(content), allow_pickle=False) as arrays:
-        columns = {n: np.asarray(arrays[n], dtype=np.float64) for n in blocks}
-        keys = (np.asarray(arrays[group]) if group is not None
-                else np.arange(n_fits, dtype=np.int64))
-    table_from_columns({n: c.reshape(-1) for n, c in columns.items()}, source)  # names,
-    # finite numbers: the same rules as a CSV
+        columns = {n: np.asarray(arrays[n]) for n in blocks}
+        keys = np.asarray(arrays[group]) if group is not None else None
+    return grouped_blocks(columns, keys, source, f"--group {group!r}")
+
+
+def grouped_blocks(columns: dict[str, np.ndarray], keys: Any, source: str, what: str
+                   ) -> Grouped:
+    """Arrays already of one shape (fits, points), bounded (_bound), as a Grouped: their
+    names and values held to a CSV's rules (numbers, finite), `keys` one per fit and each
+    once (None: 0, 1, ...)."""
+    n_fits, n_points = next(iter(columns.values())).shape
+    table_from_columns({n: c.reshape(-1) for n, c in columns.items()}, source, MAX_ROWS)
+    keys = np.arange(n_fits, dtype=np.int64) if keys is None else np.asarray(keys)
+    if keys.shape != (n_fits,):
+        raise UsageError(f"{source}: {what} has shape {keys.shape}; expected ({n_fits},), "
+                         "one key per fit")
     if np.unique(keys).size != keys.size:
-        raise UsageError(f"{source}: --group {group!r} repeats a key; expected one key "
-                         "per fit")
-    return Grouped(keys, columns, np.full(n_fits, n_points, dtype=np.int64), source,
-                   tuple(blocks))
+        raise UsageError(f"{source}: {what} repeats a key; expected one key per fit")
+    return Grouped(keys, {n: c.astype(np.float64) for n, c in columns.items()},
+                   np.full(n_fits, n_points, dtype=np.int64), source, tuple(columns))
 
 
 def read_parquet(path: str) -> Table:
@@ -200,13 +210,7 @@ def load(data: Any, group: Any) -> Grouped:
                 raise UsageError(f"data: array {name!r} has shape {value.shape} and "
                                  f"{first!r} {columns[first].shape}; expected arrays of "
                                  "one shape (fits, points)")
-        n_fits, n_points = columns[first].shape
-        _bound(n_fits, n_points, len(columns), "data")
-        table_from_columns({n: v.reshape(-1) for n, v in columns.items()}, limit=MAX_ROWS)
-        keys = np.arange(n_fits) if group is None or group is True else np.asarray(group)
-        if keys.shape != (n_fits,):
-            raise UsageError(f"groups: expected one key per fit ({n_fits}), got shape "
-                             f"{keys.shape}")
-        return Grouped(keys, {n: v.astype(np.float64) for n, v in columns.items()},
-                       np.full(n_fits, n_points, dtype=np.int64), "data", tuple(columns))
+        _bound(*columns[first].shape, len(columns), "data")
+        keys = None if group is None or group is True else group
+        return grouped_blocks(columns, keys, "data", "groups")
     return group_table(table_from_columns(data, limit=MAX_ROWS), group)
