@@ -152,9 +152,7 @@ class TorchObjective(Objective):
         and one backward pass of sum(r)."""
         from optbench.core import batch
 
-        problem = self.residual_problem()
-        batch.check_batched(problem)
-        data = self.data if data is None else data
+        problem, data = self.batch_problem(data)
         self.n_evals += 1
         self.n_fevals += 1
         torch = self._torch

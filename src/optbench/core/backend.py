@@ -104,15 +104,22 @@ class Objective(ABC):
 
     # Batched fits (issue 16; layout in optbench.core.batch): X (F, p) in this backend's
     # arrays, `data` the fits' data with one row per fit (default: self.data).
-    def batched_residuals(self, X: Any, data: Mapping[str, Any] | None = None) -> Any:
-        """r of shape (F, m): the residuals of F fits at once (one n_fevals)."""
+    def batch_problem(self, data: Mapping[str, Any] | None) -> tuple[Any, Mapping[str, Any]]:
+        """(problem, data) for a batched evaluation: the problem checked to declare
+        pointwise residuals (TypeError otherwise), `data` or else this objective's."""
         from optbench.core import batch
 
         problem = self.residual_problem()
         batch.check_batched(problem)
+        return problem, self.data if data is None else data
+
+    def batched_residuals(self, X: Any, data: Mapping[str, Any] | None = None) -> Any:
+        """r of shape (F, m): the residuals of F fits at once (one n_fevals)."""
+        from optbench.core import batch
+
+        problem, data = self.batch_problem(data)
         self.n_fevals += 1
-        return problem.residuals(batch.values(X), self.data if data is None else data,
-                                 self.xp)
+        return problem.residuals(batch.values(X), data, self.xp)
 
     def batched_residuals_and_jacobian(self, X: Any, data: Mapping[str, Any] | None = None
                                        ) -> tuple[Any, Any]:
@@ -121,9 +128,7 @@ class Objective(ABC):
         backends with automatic differentiation override it."""
         from optbench.core import batch
 
-        problem = self.residual_problem()
-        batch.check_batched(problem)
-        data = self.data if data is None else data
+        problem, data = self.batch_problem(data)
         self.n_evals += 1
         self.n_fevals += 1 + 2 * int(X.shape[1])
         return batch.central_batch_jacobian(

@@ -299,14 +299,11 @@ class JaxObjective(Objective):
     def batched_residuals_and_jacobian(self, X: Any, data: Any = None) -> tuple[Any, Any]:
         """(r, J) of F fits at once (optbench.core.batch), shapes (F, m) and (F, m, p): X
         broadcast to (p, F, m) and one reverse pass (jax.vjp) of the residuals, jit-compiled
-        once per shape (the batched solver compacts its fits by halves, so a batch compiles
-        for a few sizes only)."""
+        once per shape (a batch keeps its shape: static_shapes)."""
         from optbench.core import batch
 
         jax, jnp = self._jax, self.xp
-        problem = self.residual_problem()
-        batch.check_batched(problem)
-        data = self.data if data is None else data
+        problem, data = self.batch_problem(data)
         self.n_evals += 1
         self.n_fevals += 1
         arrays = {k: v for k, v in data.items() if isinstance(v, jax.Array)}
