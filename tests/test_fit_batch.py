@@ -254,3 +254,23 @@ def test_an_npz_without_keys_is_many_fits_numbered_from_0(tmp_path, capsys):
     records = json.loads(out)
     assert [r["group"] for r in records] == [0, 1, 2]
     np.testing.assert_allclose([r["x"][0] for r in records], [1.0, 2.0, 3.0], rtol=1e-8)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_output_gets_the_mode_the_umask_gives(tmp_path, capsys, suffix):
+    """--output is written as the report's files are (userfiles.write_atomic): 0o666 less
+    the umask, as open() would make it (it was mkstemp's 0o600 whatever the umask)."""
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    t, y, _ = decays(n_fits=2)
+    data = write_long_csv(tmp_path / "cells.csv", t, y)
+    out = tmp_path / f"fits{suffix}"
+    old = os.umask(0o022)
+    try:
+        code, _, err = run_main(capsys, "fit", EQUATION, "--data", data, "--group", "cell",
+                                "--x0", "a=4,k=0.5", "--output", str(out))
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import stat
 from collections.abc import Iterator
 from typing import IO, BinaryIO
@@ -163,3 +164,34 @@ def check_output_file(path: str, option: str, suffixes: tuple[str, ...]) -> None
         raise UsageError(f"{option} {path}: the folder {folder} does not exist")
     if os.path.isdir(path):
         raise UsageError(f"{option} {path} is a directory; expected a file name")
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path`.
+
+    The temporary file is created with mode 0o666, less the umask, as open() would create
+    `path` (mkstemp's 0o600 would make a report unreadable to the group that shares it).
+    """
+    fd, tmp = _create_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _create_beside(path: str | os.PathLike[str]) -> tuple[int, str]:
+    folder, name = os.path.split(os.path.abspath(path))
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                           0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")

@@ -1,16 +1,16 @@
 """`optbench fit --group`: the per-fit rows written to --output (JSON Lines or Parquet,
-atomically: a temporary file in the same folder, renamed once complete), and the summary
-table printed for the table format."""
+atomically: a temporary file in the same folder, renamed once complete, with the mode a
+plain open() would give), and the summary table printed for the table format."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 from typing import Any
 
 from optbench.errors import UsageError
-from optbench.userfiles import check_output_file
+from optbench.userfiles import check_output_file, write_atomic
 
 OUTPUT_SUFFIXES = (".jsonl", ".parquet")
 
@@ -29,24 +29,17 @@ def check_output(path: str | None) -> None:
 
 
 def write_rows(path: str, rows: list[dict[str, Any]]) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".optbench-", suffix=".part", dir=folder)
-    try:
-        if path.lower().endswith(".parquet"):
-            os.close(fd)
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+    """The rows as JSON Lines or Parquet, written atomically (userfiles.write_atomic)."""
+    if path.lower().endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows), buffer)
+        content = buffer.getvalue()
+    else:
+        content = "".join(json.dumps(row) + "\n" for row in rows).encode("utf-8")
+    write_atomic(path, content)
 
 
 def summary_table(result: Any, source: str) -> str:

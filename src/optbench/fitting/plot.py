@@ -18,7 +18,8 @@ from optbench.expr.equations import sides
 
 
 def plot_fit(fp: Any, record: Any, path: str) -> None:
-    from optbench.report.plots import _literal, _new_figure, write_atomic
+    from optbench.report.plots import _literal, _new_figure
+    from optbench.userfiles import write_atomic
 
     model, table = fp.model, fp.table
     x = np.asarray(record.x, dtype=np.float64)

@@ -26,9 +26,10 @@ from optbench.report.data import (
     extra_keys,
     host_label,
 )
-from optbench.report.plots import figures, write_atomic
+from optbench.report.plots import figures
 from optbench.report.profiles import DEFAULT_TAU, applies, profiles_text
 from optbench.report.summary import _count, _error, _rows
+from optbench.userfiles import write_atomic
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from optbench.report.data import DEFAULT_TARGET, Run, analyze, extra_keys, slug
 from optbench.report.profile import Profile, _profile
 from optbench.report.profiles import DEFAULT_TAU, Profiles, applies, profiles
 from optbench.report.summary import _median
+from optbench.userfiles import write_atomic
 
 DPI = 100
 FLOOR = 1e-16
@@ -100,35 +99,6 @@ def plots(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
         write_atomic(path, fig.png)
         paths.append(path)
     return paths
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`.
-
-    The temporary file is created with mode 0o666, less the umask, as open() would create
-    `path` (mkstemp's 0o600 would make a report unreadable to the group that shares it).
-    """
-    fd, tmp = _create_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _create_beside(path: Path) -> tuple[int, str]:
-    for _ in range(100):
-        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                           0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 # ---- drawing ------------------------------------------------------------------------------
