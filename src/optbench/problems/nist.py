@@ -41,11 +41,16 @@ FOLDERS = (("nist", "OPTBENCH_NIST_DIR"), ("nist-nonlinear", "OPTBENCH_NIST_NONL
 """The data folders, linear then nonlinear, and the environment variable naming each."""
 
 
+def shared_data() -> Path:
+    """../shared/data beside the checkout (this file is
+    <checkout>/src/optbench/problems/nist.py: an editable install's)."""
+    return Path(__file__).resolve().parents[4] / "shared" / "data"
+
+
 def folders() -> list[tuple[Path, bool]]:
     """(folder, nonlinear) for the data folders that exist: each from its environment
-    variable, else ../shared/data/<name> beside the checkout (this file is
-    <checkout>/src/optbench/problems/nist.py)."""
-    beside = Path(__file__).resolve().parents[4] / "shared" / "data"
+    variable, else shared_data()/<name>."""
+    beside = shared_data()
     out = []
     for name, variable in FOLDERS:
         explicit = os.environ.get(variable)
@@ -56,7 +61,7 @@ def folders() -> list[tuple[Path, bool]]:
 
 
 def missing_reason() -> str:
-    beside = Path(__file__).resolve().parents[4] / "shared" / "data"
+    beside = shared_data()
     return (f"no NIST data: neither {beside}/nist nor {beside}/nist-nonlinear exists (set "
             "OPTBENCH_NIST_DIR / OPTBENCH_NIST_NONLINEAR_DIR to the folders)")
 
