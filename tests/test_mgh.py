@@ -24,11 +24,12 @@ LBFGS_MISSES = {
     18: "Biggs EXP6: lbfgs stops at the local minimum 5.65565e-3 the paper notes (m=13)",
     26: "Trigonometric: lbfgs stops at the local minimum 2.79506e-5 near x0",
 }
-# fd's central differences (error about eps^(2/3)·|f| per unit of x) outweigh the gradient
-# near these minima: lbfgs's line search then finds no decrease and stops short of f*
-# (Powell badly scaled 9.8e-10 > 1e-10; Meyer 87.990; Osborne 1 2.3e-6 and Penalty II
-# 1.5e-5 relative). Below the 30 of 35 on fd: a limit of the backend, recorded.
-FD_MISSES = {3: "Powell badly scaled", 10: "Meyer", 17: "Osborne 1", 24: "Penalty II"}
+# fd's gradient 2Jᵀr, J by central differences of the residuals, loses about
+# eps^(2/3)·|r_i| per unit of x_j; near these two minima that outweighs the gradient, and
+# lbfgs's line search finds no decrease short of f* (Powell badly scaled stops at
+# f = 1.2e-9 > 1e-10, Penalty II 4.5e-5 relative above f*). Differencing f instead of r also
+# missed Meyer (10) and Osborne 1 (17).
+FD_MISSES = {3: "Powell badly scaled", 24: "Penalty II"}
 
 
 def instance(number: int, start: float = 1.0):
@@ -156,10 +157,9 @@ def _check_lbfgs(backend: str) -> None:
     reached = _lbfgs_reaches(backend)
     missed = {k for k, (ok, _) in reached.items() if not ok}
     known = set(LBFGS_MISSES) | (set(FD_MISSES) if backend == "fd" else set())
-    # exactly the known exceptions: one more is a regression, one fewer an improvement
-    # to record here
-    assert missed == known, {k: reached[k][1] for k in missed ^ known}
-    assert len(SPECS) - len(missed) >= (28 if backend == "fd" else 30)
+    # no miss beyond the known exceptions (one fewer, on another CPU's rounding, is fine)
+    assert missed <= known, {k: reached[k][1] for k in missed - known}
+    assert len(SPECS) - len(missed) >= 30
     assert reached[2][1] == pytest.approx(48.9842, rel=1e-5)  # the paper's other minimum
     assert reached[18][1] == pytest.approx(5.65565e-3, rel=1e-5)
     assert reached[26][1] == pytest.approx(2.79506e-5, rel=1e-5)

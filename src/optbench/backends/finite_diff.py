@@ -4,6 +4,14 @@ Step h_i = eps^(1/3)·max(1, |x_i|), the choice that balances truncation error (
 rounding error (O(eps/h)) for central differences. The step actually taken is made exactly
 representable, ((x+h)−x), and the quotient divides by the true distance between the two
 points, so rounding of x±h does not bias the derivative.
+
+Where the problem declares residuals (objective = sum(r²), the Problem contract), the
+gradient is 2Jᵀr with J the central-difference Jacobian of r (optbench.core.jacobian: steps
+relative to each parameter, the same 2n + 1 evaluations). Differencing f itself loses what
+the residuals know: near a least-squares minimum f's rounding error is that of every r_i
+while its slope is of order |r|, and a step floored at 1 is huge for a parameter of 1e-5.
+On the 35 Moré–Garbow–Hillstrom problems lbfgs reached f* on 28 differencing f and on 30
+through the residuals (torch, exact: 32); Meyer (10) and Osborne 1 (17) were the difference.
 """
 
 from __future__ import annotations
@@ -32,8 +40,12 @@ class FiniteDifferenceObjective(Objective):
         return self._fn(x, self.data, np)
 
     def value_and_grad(self, x: Any) -> tuple[Any, Any]:
-        self.n_evals += 1
         x = np.asarray(x, dtype=self._np_dtype)
+        if x.ndim == 1 and getattr(self.problem, "has_residuals", False):
+            r, jac = self.residuals_and_jacobian(x)  # counts the evaluation
+            r = np.asarray(r, dtype=self._np_dtype)
+            return r @ r, 2 * (np.asarray(jac, dtype=self._np_dtype).T @ r)
+        self.n_evals += 1
         f = np.asarray(self._f(x), dtype=self._np_dtype)
         grad = np.empty_like(x)
         flat_x, flat_g = x.reshape(-1), grad.reshape(-1)  # x may be (starts, n)
