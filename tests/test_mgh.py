@@ -30,6 +30,11 @@ LBFGS_MISSES = {
 # f = 1.2e-9 > 1e-10, Penalty II 4.5e-5 relative above f*). Differencing f instead of r also
 # missed Meyer (10) and Osborne 1 (17).
 FD_MISSES = {3: "Powell badly scaled", 24: "Penalty II"}
+# The complex step differentiates analytic functions only: helical valley's sign(x1) and
+# Gulf's |y - x2| are not (numpy's sign and abs of a complex number are x/|x| and |x|, so the
+# step's imaginary part is lost), and lbfgs stalls with a wrong gradient.
+COMPLEXSTEP_MISSES = {7: "Helical valley", 11: "Gulf research and development"}
+KNOWN_MISSES = {"fd": FD_MISSES, "complexstep": COMPLEXSTEP_MISSES}
 
 
 def instance(number: int, start: float = 1.0):
@@ -156,7 +161,7 @@ def _lbfgs_reaches(backend: str) -> dict[int, tuple[bool, float]]:
 def _check_lbfgs(backend: str) -> None:
     reached = _lbfgs_reaches(backend)
     missed = {k for k, (ok, _) in reached.items() if not ok}
-    known = set(LBFGS_MISSES) | (set(FD_MISSES) if backend == "fd" else set())
+    known = set(LBFGS_MISSES) | set(KNOWN_MISSES.get(backend, ()))
     # no miss beyond the known exceptions (one fewer, on another CPU's rounding, is fine)
     assert missed <= known, {k: reached[k][1] for k in missed - known}
     assert len(SPECS) - len(missed) >= 30
@@ -170,7 +175,7 @@ def test_lbfgs_reaches_the_papers_f_star_on_torch():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["autograd", "fd", "jax"])
+@pytest.mark.parametrize("backend", ["autograd", "fd", "jax", "complexstep"])
 def test_lbfgs_reaches_the_papers_f_star_on_other_cpu_backends(backend, registry):
     if registry.get("backend", backend).available("cpu") is not None:
         pytest.skip(f"backend {backend} is not available here")
