@@ -336,3 +336,14 @@ def test_output_is_required_except_for_a_dry_run(capsys, no_runs):
     code, out, err = run_main(capsys, "bench", *BASE)
     assert_usage_error(code, out, err, "--output is required", "--dry-run")
     assert plan(capsys, *BASE)["output"] is None
+
+
+def test_the_readme_example_plans_as_it_says(capsys, tmp_path):
+    """README, "Per-optimizer grids, unions of grids, dry runs": the file works as written."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Per-optimizer grids"):]
+    text = section[section.index("```toml\n") + 8:]
+    p = plan(capsys, toml(tmp_path, text[:text.index("```")], "grids.toml"))
+    assert p["planned"] == 24 and "says 24 runs" in section
+    steps = {(r["optimizer"], r["max_steps"]) for r in p["runs"]}
+    assert steps == {("nadam", 200), ("adam", 200), ("lbfgs", 50)}
