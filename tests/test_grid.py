@@ -97,6 +97,21 @@ def test_toml_seeds_count_is_bounded_too(tmp_path):
     assert "9,000,000,000,000,000,000 runs" in bench_refused(tmp_path, str(toml))
 
 
+def test_a_union_of_grids_is_bounded_as_a_whole(tmp_path):
+    """Issue 18: [[grid]] tables of 600,000 runs each, refused together before any grid is
+    expanded; a grid with a scoped learning rate counts its settings with their rates."""
+    toml = tmp_path / "c.toml"
+    toml.write_text('problems = "rosenbrock"\nbackends = "fd"\nseeds = 600000\n[[grid]]\n'
+                    'optimizers = "nadam"\n[[grid]]\noptimizers = "adam"\n', encoding="utf-8")
+    line = bench_refused(tmp_path, str(toml))
+    assert "1,200,000 runs (grid 1: 600,000; grid 2: 600,000)" in line, line
+    line = bench_refused(tmp_path, "--problem", "rosenbrock", "--backend", "fd", "--optimizer",
+                         "nadam,lbfgs", "--lr", "0.1,0.2", "-O", "nadam:lr=0.1,0.2,0.3",
+                         "--seeds", "300000")
+    assert "1,500,000 runs (1 problem instance(s) x 5 optimizer setting(s), learning rates " \
+           "included x 1 backend/dtype/device x 300000 seed(s))" in line, line
+
+
 def test_a_million_runs_start_at_once_in_bounded_memory(tmp_path):
     """At the bound: the first records are written while the grid is still unexpanded (the
     old code built and keyed all million runs first: MemoryError under this limit)."""

@@ -6,6 +6,14 @@ applies to the problems that declare it (n_samples to regression, not to puzzle)
 optimizer hyperparameter to the optimizers that declare it; one that no problem (optimizer)
 of the campaign declares is refused.
 
+A hyperparameter grid may be scoped to one optimizer (`-O nadam:lr=0.1,0.01`, a table
+`[optimizer_params.nadam]`): it applies to that optimizer only, and for it replaces the
+unscoped alternatives of that key (`-O lr=...`, and `--lr` for `lr`). A scope must name an
+optimizer of the campaign, and a key that optimizer declares.
+
+A campaign file may hold several `[[grid]]` tables, each a full grid whose missing keys are
+the file's top-level ones: the plan is their union, in order, each run once (`expand_all`).
+
 Alternatives of a parameter are separated by ',' — except for list-valued parameters
 (betas, coefficients), whose alternatives are separated by ';' — and a repeated
 `-P key=...` adds alternatives too (the only way for text and path parameters).
@@ -89,6 +97,9 @@ class Campaign:
     devices: list[str] = field(default_factory=lambda: ["cpu"])
     problem_params: dict[str, list[Any]] = field(default_factory=dict)
     optimizer_params: dict[str, list[Any]] = field(default_factory=dict)
+    # Alternatives scoped to one optimizer, {optimizer: {key: [texts or values]}}: for that
+    # optimizer they replace the unscoped ones of the same key (and `lrs` for "lr").
+    per_optimizer: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     steps: int = 1000
     tol: float | None = None
     max_time: float | None = None
@@ -99,6 +110,9 @@ class Campaign:
     # place of `problems`; problem_params then override an entry's own values (-P start=1
     # on `mgh`: each problem once, from its standard start).
     suite: str | None = None
+    # Where the campaign comes from when that is one of several (a campaign file's [[grid]]
+    # table, "c.toml: grid 2"): its errors start with it.
+    label: str | None = None
 
 
 def split_names(text: str, option: str) -> list[str]:
@@ -155,8 +169,32 @@ def _alternatives(param: Param, texts: list[Any]) -> list[Any]:
     return [param.parse(v) for v in values]
 
 
-def read_campaign(path: str) -> Campaign:
-    """A TOML campaign file: the same axes as the command line, as TOML values."""
+def optimizer_assignments(items: Iterable[str], option: str = "-O"
+                          ) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]]]:
+    """-O items to ({key: [texts]}, {optimizer: {key: [texts]}}): `KEY=V1,V2` applies to every
+    optimizer that declares KEY, `NAME:KEY=V1,V2` to optimizer NAME only."""
+    flat: dict[str, list[str]] = {}
+    scoped: dict[str, dict[str, list[str]]] = {}
+    for item in items:
+        left, sep, value = item.partition("=")
+        scope, colon, key = left.rpartition(":")
+        scope, key = scope.strip(), key.strip()
+        if not sep or not key.isidentifier() or (colon and not scope):
+            raise UsageError(f"{option} {item!r} is not accepted: expected key=value or "
+                             "optimizer:key=value")
+        target = scoped.setdefault(scope, {}) if colon else flat
+        target.setdefault(key, []).append(value.strip())
+    return flat, scoped
+
+
+_GRID_KEYS = {"problems", "backends", "optimizers", "seeds", "lr", "dtype", "device",
+              "problem_params", "optimizer_params", "steps", "tol", "max_time", "suite"}
+"""What a campaign file's top level and each of its [[grid]] tables may set."""
+
+
+def read_campaigns(path: str) -> list[Campaign]:
+    """A TOML campaign file: the same axes as the command line, as TOML values; one campaign,
+    or one per [[grid]] table (each table's missing keys taken from the top level)."""
     if not os.path.lexists(path):
         raise UsageError(f"{path}: cannot read it (no such file)")
     text = userfiles.read_text(path, "campaign")  # a FIFO or /dev/zero is refused, not read
@@ -164,30 +202,7 @@ def read_campaign(path: str) -> Campaign:
         c = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
-    # Types are checked key by key (_check_scalars, _alternatives); TOML's true and false
-    # are Python bools, which are ints, so every number check refuses bools explicitly.
-    allowed = {"problems", "backends", "optimizers", "seeds", "lr", "dtype", "device",
-               "problem_params", "optimizer_params", "steps", "tol", "max_time", "plugins",
-               "suite"}
-    unknown = sorted(set(c) - allowed)
-    if unknown:
-        raise UsageError(f"{path}: unknown key {unknown[0]!r}; accepted: "
-                         f"{', '.join(sorted(allowed))}")
-
-    def names(key: str, default: list[str] | None = None) -> list[str]:
-        value = c.get(key, default)
-        if isinstance(value, str):
-            value = [value]
-        if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
-            raise UsageError(f"{path}: {key} must be a name or a list of names")
-        return value
-
-    def params(key: str) -> dict[str, list[Any]]:
-        table = c.get(key, {})
-        if not isinstance(table, dict):
-            raise UsageError(f"{path}: {key} must be a table, e.g. [{key}]")
-        return {k: v if isinstance(v, list) else [v] for k, v in table.items()}
-
+    _check_keys(c, _GRID_KEYS | {"plugins", "grid"}, path)
     # Plugin folders, relative to the campaign file's own folder (not the working directory),
     # checked now: a missing one is bad input, like a missing data file.
     plugins = c.get("plugins", [])
@@ -196,23 +211,79 @@ def read_campaign(path: str) -> Campaign:
     if not (isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)):
         raise UsageError(f"{path}: plugins must be a folder or a list of folders, "
                          "e.g. plugins = [\".\"]")
-    plugin_dirs = plugindirs.check_dirs(plugins, f"{path}: plugins",
-                                        base=os.path.dirname(os.path.abspath(path)))
+    plugin_dirs = tuple(plugindirs.check_dirs(plugins, f"{path}: plugins",
+                                              base=os.path.dirname(os.path.abspath(path))))
+    top = {k: v for k, v in c.items() if k in _GRID_KEYS}
+    if "grid" not in c:
+        return [_campaign(top, path, plugin_dirs)]
+    grids = c["grid"]
+    if not (isinstance(grids, list) and grids and all(isinstance(g, dict) for g in grids)):
+        raise UsageError(f"{path}: grid must be one or more [[grid]] tables")
+    campaigns = []
+    for number, table in enumerate(grids, 1):
+        where = f"{path}: grid {number}"
+        _check_keys(table, _GRID_KEYS, where)
+        inherited = dict(top)
+        if "suite" in table or "problems" in table:  # they exclude each other: one given
+            inherited.pop("suite", None)             # here replaces the other's default
+            inherited.pop("problems", None)
+        # A key given here replaces the top level's, whole (a table included).
+        campaigns.append(_campaign({**inherited, **table}, where, plugin_dirs, where))
+    return campaigns
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise UsageError(f"{where}: unknown key {unknown[0]!r}; accepted: "
+                         f"{', '.join(sorted(allowed))}")
+
+
+def _campaign(c: Mapping[str, Any], where: str, plugin_dirs: tuple[str, ...],
+              label: str | None = None) -> Campaign:
+    """One grid's TOML keys as a Campaign. Types are checked key by key here, in
+    _check_scalars and in _alternatives; TOML's true and false are Python bools, which are
+    ints, so every number check refuses bools explicitly."""
+
+    def names(key: str, default: list[str] | None = None) -> list[str]:
+        value = c.get(key, default)
+        if isinstance(value, str):
+            value = [value]
+        if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            raise UsageError(f"{where}: {key} must be a name or a list of names")
+        return value
+
+    def table(key: str) -> dict[str, Any]:
+        value = c.get(key, {})
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: {key} must be a table, e.g. [{key}]")
+        return value
+
+    def alternatives(values: Mapping[str, Any]) -> dict[str, list[Any]]:
+        return {k: v if isinstance(v, list) else [v] for k, v in values.items()}
+
+    # [optimizer_params]: a parameter's alternatives, or a table [optimizer_params.NAME] of
+    # alternatives scoped to optimizer NAME (no hyperparameter's value is a table).
+    o_params = table("optimizer_params")
+    scoped = {k: alternatives(v) for k, v in o_params.items() if isinstance(v, dict)}
     seeds = c.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
         seeds = range(seeds)  # a count: never a list (the grid's bound is checked later)
     lrs = c.get("lr", [None])
     suite = c.get("suite")
     if suite is not None and not (isinstance(suite, str) and suite):
-        raise UsageError(f"{path}: suite must be a suite's name, e.g. suite = \"mgh\"")
+        raise UsageError(f"{where}: suite must be a suite's name, e.g. suite = \"mgh\"")
     return Campaign(
         problems=names("problems") if suite is None or "problems" in c else [], suite=suite,
         backends=names("backends", ["all"]),
         optimizers=names("optimizers", ["nadam"]), seeds=seeds,
         lrs=lrs if isinstance(lrs, list) else [lrs], dtypes=names("dtype", ["float64"]),
-        devices=names("device", ["cpu"]), problem_params=params("problem_params"),
-        optimizer_params=params("optimizer_params"), steps=c.get("steps", 1000),
-        tol=c.get("tol"), max_time=c.get("max_time"), plugin_dirs=tuple(plugin_dirs))
+        devices=names("device", ["cpu"]),
+        problem_params=alternatives(table("problem_params")),
+        optimizer_params=alternatives({k: v for k, v in o_params.items()
+                                       if not isinstance(v, dict)}),
+        per_optimizer=scoped, steps=c.get("steps", 1000), tol=c.get("tol"),
+        max_time=c.get("max_time"), plugin_dirs=plugin_dirs, label=label)
 
 
 def _axes(declared: Sequence[Param], grid: Mapping[str, list[Any]], owner: str
@@ -290,6 +361,105 @@ def _spec(head: _Head, target: tuple[str, str, str], seed: int) -> RunSpec:
                    head.optimizer_params, seed, head.max_steps, head.tol, head.max_time)
 
 
+class Union(Sequence[RunSpec]):
+    """The runs of several grids, in order, each run once: a run of a later grid with the
+    key of an earlier grid's run is left out (the first one kept).
+
+    Still made on demand: a run's key is that of its head (problem instance and optimizer
+    setting, stop rules included), its backend/dtype/device and its seed, so a repeat is
+    found by looking the head up among the earlier grids' heads, then testing membership of
+    the backend and the seed (a range's is arithmetic). Only the heads are keyed.
+    """
+
+    def __init__(self, grids: Sequence[Grid]) -> None:
+        self._grids = list(grids)
+        self._backends = [frozenset(g._backends) for g in self._grids]
+        self._seeds = [g._seeds if isinstance(g._seeds, range) else frozenset(g._seeds)
+                       for g in self._grids]
+        # For each grid, each of its heads: the earlier grids that hold the same head.
+        seen: dict[str, list[int]] = {}
+        self._earlier: list[list[list[int]]] = []
+        for k, grid in enumerate(self._grids):
+            earlier = []
+            for head in grid._heads:
+                holders = seen.setdefault(_head_key(head), [])
+                earlier.append(list(holders))
+                holders.append(k)
+            self._earlier.append(earlier)
+        self._len = sum(self._count(k) for k in range(len(self._grids)))
+
+    def _count(self, k: int) -> int:
+        grid, total = self._grids[k], 0
+        for earlier in self._earlier[k]:
+            if not earlier:
+                total += grid._per_head
+                continue
+            for target in grid._backends:
+                covering = [self._seeds[j] for j in earlier if target in self._backends[j]]
+                total += _uncovered(grid._seeds, covering)
+        return total
+
+    def _repeat(self, k: int, h: int, target: tuple[str, str, str], seed: int) -> bool:
+        return any(target in self._backends[j] and seed in self._seeds[j]
+                   for j in self._earlier[k][h])
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[RunSpec]:
+        for k, grid in enumerate(self._grids):
+            for h, head in enumerate(grid._heads):
+                repeats = bool(self._earlier[k][h])
+                for target, seed in itertools.product(grid._backends, grid._seeds):
+                    if not (repeats and self._repeat(k, h, target, seed)):
+                        yield _spec(head, target, seed)
+
+    def __getitem__(self, index: Any) -> Any:
+        # Walks from the start: a union is iterated (a campaign, a dry run's first runs);
+        # indexing is there for the Sequence protocol.
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError(f"run {index} of a union of {n}")
+        return next(itertools.islice(iter(self), i, None))
+
+    def __repr__(self) -> str:
+        return f"Union({', '.join(map(repr, self._grids))}: {len(self)} runs)"
+
+
+def _head_key(head: _Head) -> str:
+    """A head's identity across grids: its part of the run key (see RunSpec.key)."""
+    return run_key({"problem": head.problem,
+                    "problem_params": api.jsonable(dict(head.problem_params)),
+                    "optimizer": head.optimizer,
+                    "optimizer_params": api.jsonable(dict(head.optimizer_params)),
+                    "max_steps": head.max_steps, "tol": head.tol, "max_time": head.max_time})
+
+
+def _uncovered(seeds: Sequence[int], covering: Sequence[Any]) -> int:
+    """How many of `seeds` are in none of `covering` (ranges and frozensets), counted
+    without listing a range: the seeds of `--seeds N` may be a million."""
+    if not covering:
+        return len(seeds)
+    if not isinstance(seeds, range):
+        return sum(1 for s in seeds if not any(s in other for other in covering))
+    ranges = [o for o in covering if isinstance(o, range)]
+    listed = {s for o in covering if not isinstance(o, range) for s in o if s in seeds}
+    if seeds.step != 1 or any(r.step != 1 for r in ranges):  # not made here; counted slowly
+        return sum(1 for s in seeds if not any(s in other for other in covering))
+    # Step-1 ranges are intervals: merge those within `seeds`, count what they cover.
+    spans = sorted((max(r.start, seeds.start), min(r.stop, seeds.stop)) for r in ranges)
+    covered, end = 0, seeds.start
+    for start, stop in spans:
+        start = max(start, end)
+        if stop > start:
+            covered, end = covered + stop - start, stop
+    covered += sum(1 for s in listed if not any(s in r for r in ranges))
+    return len(seeds) - covered
+
+
 def expand(c: Campaign, registry: Registry | None = None
            ) -> tuple[Grid, list[tuple[str, str]]]:
     """The validated runs of a campaign (a Grid: a sequence made on demand), and the
@@ -299,7 +469,68 @@ def expand(c: Campaign, registry: Registry | None = None
     distinct problem instance is made once, so that a bad value (or a malformed data file)
     stops the campaign before it starts.
     """
+    specs, skipped = expand_all([c], registry)
+    assert isinstance(specs, Grid)
+    return specs, skipped
+
+
+def expand_all(campaigns: Sequence[Campaign], registry: Registry | None = None
+               ) -> tuple[Grid | Union, list[tuple[str, str]]]:
+    """The validated runs of a union of grids (a campaign file's [[grid]] tables): each
+    grid's runs in order, a run already planned by an earlier grid left out. One campaign
+    gives its Grid. The total planned is bounded before any grid is expanded."""
     registry = registry or get_registry()
+
+    def each(step: Any, items: Sequence[Any], labels: Sequence[str | None]) -> list[Any]:
+        out = []
+        for item, label in zip(items, labels, strict=True):
+            try:
+                out.append(step(item, registry))
+            except UsageError as exc:
+                if label is None:
+                    raise
+                raise UsageError(f"{label}: {exc}") from None
+        return out
+
+    several = len(campaigns) > 1
+    labels = [c.label or (f"grid {n}" if several else None)
+              for n, c in enumerate(campaigns, 1)]
+    prepared: list[_Prepared] = each(_prepare, campaigns, labels)
+    _check_bound(prepared)
+    grids: list[Grid] = each(_build, prepared, labels)
+    skipped = sorted({s for p in prepared for s in p.skipped})
+    return (grids[0] if not several else Union(grids)), skipped
+
+
+@dataclass
+class _Prepared:
+    """A campaign validated and counted, nothing of its product made yet."""
+
+    campaign: Campaign
+    entries: list[tuple[Any, dict[str, Any]]]   # (problem, the parameters its entry fixes)
+    p_axes: list[list[list[tuple[str, Any]]]]   # per entry: its parameters' alternatives
+    optimizers: list[Any]
+    o_axes: list[list[list[tuple[str, Any]]]]   # per optimizer: its hyperparameters'
+    o_lrs: list[list[float | None]]             # per optimizer: --lr, or [None] when scoped
+    backends: list[tuple[str, str, str]]        # (backend, dtype, device)
+    skipped: list[tuple[str, str]]
+
+    @property
+    def instances(self) -> int:
+        return sum(map(_combinations, self.p_axes))
+
+    @property
+    def settings(self) -> int:
+        """Optimizer settings, learning rates included."""
+        return sum(_combinations(axes) * len(lrs)
+                   for axes, lrs in zip(self.o_axes, self.o_lrs, strict=True))
+
+    @property
+    def planned(self) -> int:
+        return self.instances * self.settings * len(self.backends) * len(self.campaign.seeds)
+
+
+def _prepare(c: Campaign, registry: Registry) -> _Prepared:
     _check_scalars(c)
     entries = _entries(c, registry)
     problems = [prob for prob, _ in entries]
@@ -312,6 +543,7 @@ def expand(c: Campaign, registry: Registry | None = None
         if not any(key in {h.name for h in opt.hyperparams} for opt in optimizers):
             raise UsageError(f"-O {key}: no optimizer of the campaign has it "
                              f"({', '.join(c.optimizers)})")
+    scoped = _scoped(c, optimizers)
 
     backends: list[tuple[str, str, str]] = []  # (backend, dtype, device)
     skipped: dict[tuple[str, str], None] = {}  # (backend, reason): each said once
@@ -342,19 +574,67 @@ def expand(c: Campaign, registry: Registry | None = None
                          + "; ".join(f"{n}: {r}" for n, r in sorted(skipped)))
 
     p_axes = [_axes(prob.params, c.problem_params, prob.name) for prob in problems]
-    o_axes = [_axes(opt.hyperparams, c.optimizer_params, opt.name) for opt in optimizers]
-    _check_bound(sum(map(_combinations, p_axes)), sum(map(_combinations, o_axes)),
-                 len(c.lrs), len(backends), len(c.seeds))
+    o_axes, o_lrs = [], []
+    for opt in optimizers:
+        own = scoped.get(opt.name, {})
+        # The optimizer's unscoped alternatives, less the keys its scope replaces, then its
+        # scoped ones: the same axes, in the same order, from -O and from TOML.
+        flat = {k: v for k, v in c.optimizer_params.items() if k not in own}
+        o_axes.append(_axes(opt.hyperparams, flat, opt.name)
+                      + _axes(opt.hyperparams, own, opt.name))
+        o_lrs.append([None] if "lr" in own else c.lrs)
+    return _Prepared(c, entries, p_axes, optimizers, o_axes, o_lrs, backends, list(skipped))
 
+
+def _scoped(c: Campaign, optimizers: Sequence[Any]) -> dict[str, dict[str, list[Any]]]:
+    """The campaign's per-optimizer alternatives by optimizer name, each scope checked: it
+    names an optimizer of the campaign, and keys that optimizer declares."""
+    by_name = {}
+    for given, opt in zip(c.optimizers, optimizers, strict=True):
+        by_name[given] = by_name[opt.name] = opt
+    out: dict[str, dict[str, list[Any]]] = {}
+    for scope, grid in c.per_optimizer.items():
+        opt = by_name.get(scope)
+        if opt is None:
+            key = next(iter(grid), "")
+            raise UsageError(f"{scope}:{key}: {scope} is not an optimizer of this campaign; "
+                             f"accepted: {', '.join(dict.fromkeys(c.optimizers))}")
+        declared = [h.name for h in opt.hyperparams]
+        for key in grid:
+            if key not in declared:
+                raise UsageError(f"{scope}:{key}: optimizer {opt.name} has no "
+                                 f"hyperparameter {key}; accepted: {', '.join(declared)}")
+        for key, texts in grid.items():
+            out.setdefault(opt.name, {}).setdefault(key, []).extend(texts)
+    return out
+
+
+def notes(c: Campaign) -> list[str]:
+    """What the plan should say: a scoped value that replaces an unscoped one."""
+    out = []
+    for scope, grid in c.per_optimizer.items():
+        for key in grid:
+            if key in c.optimizer_params or (key == "lr" and c.lrs != [None]):
+                out.append(f"{scope}:{key} replaces the unscoped {key} (--lr, -O {key}) "
+                           f"for {scope}; the other optimizers keep it" if key == "lr" else
+                           f"{scope}:{key} replaces the unscoped {key} for {scope}; the "
+                           "other optimizers keep it")
+    return out
+
+
+def _build(p: _Prepared, registry: Registry) -> Grid:
+    """The Grid of a prepared campaign: every distinct problem instance made once (its data
+    files read and checked now, not mid-campaign), every optimizer setting checked."""
+    c = p.campaign
     heads: dict[str, _Head] = {}  # by the run key of (head, first backend, first seed)
-    for (prob, fixed), axes in zip(entries, p_axes, strict=True):
+    for (prob, fixed), axes in zip(p.entries, p.p_axes, strict=True):
         for combo in itertools.product(*axes):
             p_params = resolve(prob.params, {**fixed, **dict(combo)}, prob.name)
             prob.make(p_params, 0)  # reads and checks data files now, not mid-campaign
             frozen_p = tuple(p_params.items())
-            for opt, opt_axes in zip(optimizers, o_axes, strict=True):
+            for opt, opt_axes, lrs in zip(p.optimizers, p.o_axes, p.o_lrs, strict=True):
                 for o_combo in itertools.product(*opt_axes):
-                    for lr in c.lrs:
+                    for lr in lrs:
                         hp = api.optimizer_hyperparams(opt, dict(o_combo), lr)
                         opt.method(**hp)  # combinations the optimizer refuses (nesterov...)
                         head = _Head(prob.name, frozen_p, opt.name, tuple(hp.items()),
@@ -362,9 +642,9 @@ def expand(c: Campaign, registry: Registry | None = None
                         # One run per key (what --resume and the store go by): `--lr
                         # 0.1,0.10`, a repeated name or alternative would otherwise run,
                         # and store, the same run twice.
-                        heads.setdefault(_spec(head, backends[0], c.seeds[0]).key, head)
+                        heads.setdefault(_spec(head, p.backends[0], c.seeds[0]).key, head)
     seeds = c.seeds if isinstance(c.seeds, range) else list(dict.fromkeys(c.seeds))
-    return Grid(list(heads.values()), list(dict.fromkeys(backends)), seeds), sorted(skipped)
+    return Grid(list(heads.values()), list(dict.fromkeys(p.backends)), seeds)
 
 
 def _entries(c: Campaign, registry: Registry) -> list[tuple[Any, dict[str, Any]]]:
@@ -388,14 +668,25 @@ def _entries(c: Campaign, registry: Registry) -> list[tuple[Any, dict[str, Any]]
     return entries
 
 
-def _check_bound(instances: int, settings: int, lrs: int, backends: int, seeds: int) -> None:
-    planned = instances * settings * lrs * backends * seeds
-    if planned > MAX_PLANNED_RUNS:
-        raise UsageError(
-            f"the campaign plans {planned:,} runs ({instances} problem instance(s) x "
-            f"{settings} optimizer setting(s) x {lrs} learning rate(s) x {backends} "
-            f"backend/dtype/device x {seeds} seed(s)); at most {MAX_PLANNED_RUNS:,} are "
-            "accepted: fewer seeds or alternatives")
+def _check_bound(prepared: Sequence[_Prepared]) -> None:
+    """At most MAX_PLANNED_RUNS planned over all grids, counted before any is expanded."""
+    planned = sum(p.planned for p in prepared)
+    if planned <= MAX_PLANNED_RUNS:
+        return
+    if len(prepared) == 1:
+        p = prepared[0]
+        lrs = {len(lrs) for lrs in p.o_lrs}
+        if len(lrs) == 1:  # every optimizer crossed with the same learning rates
+            n_lrs = lrs.pop()
+            settings = f"{p.settings // n_lrs} optimizer setting(s) x {n_lrs} learning rate(s)"
+        else:
+            settings = f"{p.settings} optimizer setting(s), learning rates included"
+        counted = (f"{p.instances} problem instance(s) x {settings} x {len(p.backends)} "
+                   f"backend/dtype/device x {len(p.campaign.seeds)} seed(s)")
+    else:
+        counted = "; ".join(f"grid {n}: {p.planned:,}" for n, p in enumerate(prepared, 1))
+    raise UsageError(f"the campaign plans {planned:,} runs ({counted}); at most "
+                     f"{MAX_PLANNED_RUNS:,} are accepted: fewer seeds or alternatives")
 
 
 def _check_scalars(c: Campaign) -> None:

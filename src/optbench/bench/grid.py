@@ -64,7 +64,17 @@ def _alternatives(params: Mapping[str, Any] | None, option: str) -> dict[str, li
     if not isinstance(params, Mapping):
         raise UsageError(f"{option}={params!r:.80} is not accepted: expected a dict of "
                          "parameter names to a value or a list of alternatives")
-    return {k: [*v] if isinstance(v, (list, tuple)) else [v] for k, v in params.items()}
+    return {k: [*v] if isinstance(v, (list, tuple)) else [v] for k, v in params.items()
+            if not isinstance(v, Mapping)}
+
+
+def _scoped(params: Mapping[str, Any] | None) -> dict[str, dict[str, list[Any]]]:
+    """{optimizer: {key: value or [alternatives]}} entries of optimizer_params: a grid
+    scoped to that optimizer, as a campaign file's [optimizer_params.NAME] table."""
+    if not isinstance(params, Mapping):
+        return {}
+    return {name: _alternatives(grid, f"optimizer_params[{name!r}]")
+            for name, grid in params.items() if isinstance(grid, Mapping)}
 
 
 def bench(problems: Any = "regression", backends: Any = "all", optimizers: Any = "nadam",
@@ -76,7 +86,9 @@ def bench(problems: Any = "regression", backends: Any = "all", optimizers: Any =
           output: str | None = None, resume: bool = False,
           suite: str | None = None) -> list[RunRecord]:
     """Run a grid in this process; see `optbench.bench`. With `suite` (a registered suite's
-    name), its entries are the problem instances and `problems` must be left out."""
+    name), its entries are the problem instances and `problems` must be left out.
+    optimizer_params may hold {optimizer: {key: alternatives}} entries, a grid scoped to
+    that optimizer (which replaces the unscoped key, and `lr`, for it)."""
     if suite is not None:
         if problems != "regression":
             raise UsageError(f"suite={suite!r} and problems={problems!r} exclude each other: "
@@ -100,7 +112,8 @@ def bench(problems: Any = "regression", backends: Any = "all", optimizers: Any =
         lrs=[None] if lr is None else _items(lr), dtypes=_items(dtype),
         devices=_items(device), problem_params=_alternatives(problem_params, "problem_params"),
         optimizer_params=_alternatives(optimizer_params, "optimizer_params"),
-        steps=steps, tol=tol, max_time=max_time, suite=suite)
+        per_optimizer=_scoped(optimizer_params), steps=steps, tol=tol, max_time=max_time,
+        suite=suite)
     specs, skipped = expand(campaign, registry)
     for name, reason in skipped:
         warnings.warn(f"optbench.bench: skipping backend {name}: {reason}", stacklevel=2)

@@ -24,17 +24,18 @@ WARMUP_STEPS = 20
 _WARMED: set[tuple[Any, ...]] = set()
 
 
-def _options(spec: RunSpec, campaign: Campaign) -> dict[str, Any]:
+# The stop rules (steps, tol, max_time) are the spec's, part of its key: the grids of a
+# union (a campaign file's [[grid]] tables) may each have their own.
+def _options(spec: RunSpec) -> dict[str, Any]:
     return dict(problem_params=dict(spec.problem_params),
                 optimizer_params=dict(spec.optimizer_params), seed=spec.seed,
-                dtype=spec.dtype, device=spec.device, tol=campaign.tol,
-                max_time=campaign.max_time)
+                dtype=spec.dtype, device=spec.device, tol=spec.tol, max_time=spec.max_time)
 
 
-def _finish(record: dict[str, Any], campaign: Campaign, campaign_id: str,
+def _finish(record: dict[str, Any], spec: RunSpec, campaign_id: str,
             host: dict[str, Any] | None) -> dict[str, Any]:
-    record.update(campaign=campaign_id, host=host, tol=campaign.tol,
-                  max_time=campaign.max_time, max_steps=campaign.steps)
+    record.update(campaign=campaign_id, host=host, tol=spec.tol, max_time=spec.max_time,
+                  max_steps=spec.max_steps)
     return record
 
 
@@ -50,25 +51,25 @@ def run_one(spec: RunSpec, campaign: Campaign, campaign_id: str,
         # The campaign's plugin folders, here too: a Dask worker is another process (on a
         # remote host, the folders must be at the same paths, as data files must).
         plugindirs.configure(campaign.plugin_dirs, what="plugin folder")
-    options = _options(spec, campaign)
+    options = _options(spec)
     group = (id(registry), spec.warmup_group)  # another registry: maybe other objects
     if group not in _WARMED:
         warm_plan = api.plan(spec.problem, spec.backend, spec.optimizer,
-                             steps=min(campaign.steps, WARMUP_STEPS), registry=registry,
+                             steps=min(spec.max_steps, WARMUP_STEPS), registry=registry,
                              **options)
         api.execute(warm_plan, warm_plan.backends[0])
         _WARMED.add(group)
-    plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=campaign.steps,
+    plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=spec.max_steps,
                     registry=registry, **options)
     record = api.execute(plan, plan.backends[0]).to_json()
-    return _finish(record, campaign, campaign_id, host_info(spec.device))
+    return _finish(record, spec, campaign_id, host_info(spec.device))
 
 
 def error_record(spec: RunSpec, campaign: Campaign, campaign_id: str, message: str
                  ) -> dict[str, Any]:
     """The record of a run that raised where it ran, outside the optimization loop (which
     records its own errors): status "error", with that message."""
-    plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=campaign.steps,
-                    **_options(spec, campaign))
+    plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=spec.max_steps,
+                    **_options(spec))
     record = api.blank_record(plan, plan.backends[0], message).to_json()
-    return _finish(record, campaign, campaign_id, None)
+    return _finish(record, spec, campaign_id, None)

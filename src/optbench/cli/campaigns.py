@@ -25,18 +25,24 @@ AXES = ("problem", "suite", "backend", "optimizer", "lr", "problem_params",
 @click.option("--lr", default=None, help="comma-separated learning rates")
 @click.option("-P", "problem_params", multiple=True, metavar="KEY=V1,V2",
               help="problem parameter alternatives, e.g. -P n_samples=20,1000")
-@click.option("-O", "optimizer_params", multiple=True, metavar="KEY=V1,V2",
-              help="hyperparameter alternatives (';' between list values: betas=0.9,0.99;"
-                   "0.8,0.9)")
+@click.option("-O", "optimizer_params", multiple=True, metavar="[OPTIMIZER:]KEY=V1,V2",
+              help="hyperparameter alternatives, for every optimizer that has KEY, or for "
+                   "OPTIMIZER only (-O nadam:lr=0.1,0.01 replaces --lr for nadam); ';' "
+                   "between list values: betas=0.9,0.99;0.8,0.9")
 @click.option("--seeds", type=int, default=1, show_default=True, help="seeds 0..N-1")
 @click.option("--dtype", default="float64", show_default=True, help="comma-separated")
 @click.option("--device", default="cpu", show_default=True, help="comma-separated")
 @click.option("--steps", type=int, default=1000, show_default=True)
 @click.option("--tol", type=float, default=None)
 @click.option("--max-time", type=float, default=None)
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
-              help="results file (JSON Lines), appended to")
+@click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
+              help="results file (JSON Lines), appended to; required, except with --dry-run")
 @click.option("--resume", is_flag=True, help="skip runs whose records are already there")
+@click.option("--dry-run", is_flag=True,
+              help="validate the campaign and print its plan (how many runs, the first "
+                   "few; with --resume how many are done); run nothing, write nothing")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="the --dry-run plan as text or as one JSON object")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--workers", type=int, default=None,
               help="run on N local worker processes (Dask), one run at a time each")
@@ -44,13 +50,15 @@ AXES = ("problem", "suite", "backend", "optimizer", "lr", "problem_params",
               help="submit the runs to a running Dask scheduler")
 @click.pass_context
 def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_params,
-          optimizer_params, seeds, dtype, device, steps, tol, max_time, output, resume, quiet,
-          workers, scheduler):
+          optimizer_params, seeds, dtype, device, steps, tol, max_time, output, resume,
+          dry_run, fmt, quiet, workers, scheduler):
     """Run the cartesian product of a grid (or a TOML campaign file) into a results file.
 
     \b
       optbench bench --problem regression,puzzle,rosenbrock --backend all \\
           --optimizer nadam,adam,lbfgs --seeds 3 --output results.jsonl
+      optbench bench --optimizer nadam,lbfgs -O nadam:lr=0.1,0.01 \\
+          -O lbfgs:history_size=10,50 --dry-run
       optbench bench --suite mgh -P start=1 --backend torch \\
           --optimizer lbfgs,nadam,lm --output mgh.jsonl
     """
@@ -66,19 +74,28 @@ def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_pa
                          "workers run the campaign")
     if workers is not None and not 1 <= workers <= 1024:
         raise UsageError(f"--workers {workers} is not accepted: expected 1 to 1024")
+    if output is None and not dry_run:
+        raise UsageError("--output is required: the results file (JSON Lines) to append "
+                         "to; or --dry-run, to see the plan only")
+    if fmt == "json" and not dry_run:
+        raise UsageError("--format json is accepted with --dry-run only: a campaign writes "
+                         "its records to --output")
+    if resume and output is None:
+        raise UsageError("--resume needs --output: the results file to complete")
     given = [a for a in AXES if ctx.get_parameter_source(a) is not ParameterSource.DEFAULT]
     if campaign_file is not None:
         if given:
             raise UsageError(f"--{given[0].replace('_', '-')}: give the axes in "
                              f"{campaign_file} or on the command line, not both")
-        c = cmp.read_campaign(campaign_file)
+        campaigns = cmp.read_campaigns(campaign_file)
     else:
         if seeds < 1:
             raise UsageError(f"--seeds {seeds} is not accepted: expected an integer >= 1")
         if suite is not None and "problem" in given:
             raise UsageError("--suite and --problem exclude each other: a suite names its "
                              "own problems")
-        c = cmp.Campaign(
+        flat, scoped = cmp.optimizer_assignments(optimizer_params, "-O")
+        campaigns = [cmp.Campaign(
             problems=cmp.split_names(problem, "--problem") if suite is None else [],
             suite=suite,
             backends=cmp.split_names(backend, "--backend"),
@@ -88,25 +105,29 @@ def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_pa
             dtypes=cmp.split_names(dtype, "--dtype"),
             devices=cmp.split_names(device, "--device"),
             problem_params=cmp.grid_assignments(problem_params, "-P"),
-            optimizer_params=cmp.grid_assignments(optimizer_params, "-O"),
-            steps=steps, tol=tol, max_time=max_time)
+            optimizer_params=flat, per_optimizer=scoped,
+            steps=steps, tol=tol, max_time=max_time)]
     # The campaign's folders join those of --plugins; the runs carry them all, so that
     # Dask workers load what this process loaded.
-    plugindirs.add(c.plugin_dirs)
-    c.plugin_dirs = plugindirs.plugin_dirs()
-    specs, skipped = cmp.expand(c)
+    plugindirs.add(campaigns[0].plugin_dirs)
+    for c in campaigns:
+        c.plugin_dirs = plugindirs.plugin_dirs()
+    specs, skipped = cmp.expand_all(campaigns)
+    notes = list(dict.fromkeys(n for c in campaigns for n in cmp.notes(c)))
+    if dry_run:
+        _dry_run(specs, skipped, notes, output, resume, fmt, workers, scheduler)
+        return
     if getattr(signal, "SIGXFSZ", None) and signal.getsignal(signal.SIGXFSZ) == signal.SIG_DFL:
         # A file-size limit (ulimit -f) must fail the write, which the store rolls back, not
         # kill the campaign mid-line. (CPython ignores SIGXFSZ already; an embedder may not.)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    store = ResultsStore(output, on_warning=lambda m: click.echo(f"optbench: warning: {m}",
-                                                                  err=True))
+    store = ResultsStore(output, on_warning=_warn)
     # Held until the campaign ends: refused before any run when the file is not a regular
     # file we can write, not a results file, or held by another campaign.
     with store.writing() as present:
-        if present and not resume:
-            raise UsageError(f"--output {output} already holds {len(present)} records: add "
-                             "--resume to complete that campaign, or choose another file")
+        _check_present(present, output, resume)
+        for note in notes:
+            click.echo(f"optbench: note: {note}", err=True)
         for name, reason in skipped:
             click.echo(f"optbench: skipping backend {name}: {reason}", err=True)
         executor = None
@@ -118,7 +139,8 @@ def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_pa
                 click.echo(f"optbench: error: {exc}", err=True)
                 sys.exit(1)
         try:
-            outcome = run_campaign(specs, c, store, resume=resume,
+            # The grids of a union share their plugin folders, all the runs need of it.
+            outcome = run_campaign(specs, campaigns[0], store, resume=resume,
                                    progress=progress_bar(quiet), executor=executor)
         except ResultsError as exc:  # a full disk, say: that record was rolled back
             click.echo(f"optbench: error: {exc} ({store.appended} runs written before it)",
@@ -139,6 +161,43 @@ def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_pa
     click.echo(f"optbench: {summary}", err=True)
     if outcome.errors:
         sys.exit(1)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"optbench: warning: {message}", err=True)
+
+
+def _check_present(present: list, output: str, resume: bool) -> None:
+    from optbench.errors import UsageError
+
+    if present and not resume:
+        raise UsageError(f"--output {output} already holds {len(present)} records: add "
+                         "--resume to complete that campaign, or choose another file")
+
+
+def _dry_run(specs, skipped, notes, output, resume, fmt, workers, scheduler) -> None:
+    """The plan, checked as a real campaign checks it before its first run (the results
+    file included, read but not created, locked or changed); nothing is run."""
+    import json
+
+    from optbench.bench import dryrun, executors
+    from optbench.cli.streams import emit
+    from optbench.results import ResultsStore, run_key
+
+    done: set[str] = set()
+    if output is not None:
+        present = ResultsStore(output, on_warning=_warn).inspect()
+        _check_present(present, output, resume)
+        done = {run_key(r) for r in present}
+    if workers is not None or scheduler is not None:
+        executors.require_dask()  # the scheduler is not contacted: that would start work
+        if scheduler is not None:
+            executors.check_address(scheduler)
+    plan = dryrun.plan(specs, done, output, skipped, notes)
+    if fmt == "json":
+        emit(json.dumps(dryrun.as_json(plan), indent=1))
+    else:
+        emit(dryrun.as_text(plan, resume))
 
 
 @click.command()

@@ -204,6 +204,44 @@ class ResultsStore:
                 pass
             os.close(fd)  # releases the lock
 
+    def inspect(self) -> list[dict[str, Any]]:
+        """What `writing` would find, without creating, locking or changing the file (for
+        `bench --dry-run`): the records it holds ([] when it does not exist yet); what
+        `writing` would refuse is refused the same way (UsageError)."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            if os.path.islink(self.path):
+                raise UsageError(f"cannot write results to {self.name}: it is a dangling "
+                                 "symbolic link") from None
+            if not os.access(self.path.parent, os.W_OK | os.X_OK):
+                raise UsageError(f"cannot write results to {self.name}: Permission "
+                                 "denied") from None
+            return []
+        except OSError as exc:
+            raise UsageError(f"cannot write results to {self.name}: {exc.strerror}") from None
+        if not stat.S_ISREG(info.st_mode):  # refused without opening it, as _open does
+            raise self._not_regular(info.st_mode)
+        if not os.access(self.path, os.W_OK):
+            raise UsageError(f"cannot write results to {self.name}: Permission denied")
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+                         | getattr(os, "O_NOCTTY", 0))
+        except OSError as exc:
+            raise UsageError(f"cannot read {self.name}: {exc.strerror}") from None
+        try:
+            if fcntl is not None:  # a shared lock, given back at once: is a campaign on it?
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise UsageError(f"{self.name} is being written by another campaign "
+                                     f"({_holder(fd)}); wait until it ends, or write to "
+                                     "another file") from None
+            return self._validate(fd, collect=True).records
+        finally:
+            self._state = None
+            os.close(fd)
+
     def _open(self) -> tuple[int, bool]:
         """A descriptor for appending, and whether the file was created by this call."""
         try:
