@@ -722,3 +722,19 @@ def test_plots_of_a_problem_where_every_run_diverged_at_its_start(tmp_path, caps
     code, _, err = run_main(capsys, "report", str(results), "--plot", str(tmp_path / "plots"))
     assert code == 0, err
     assert any(p.name.endswith(".png") for p in (tmp_path / "plots").iterdir())
+
+
+def test_without_plotly_the_page_keeps_png_figures_and_the_cli_says_so(tmp_path, capsys,
+                                                                     monkeypatch):
+    from clitools import run_main
+
+    monkeypatch.setattr(page_module, "plotly_available", lambda: False)
+    monkeypatch.setattr(report, "interactive_available", lambda: False)
+    results = tmp_path / "r.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in hand_records()),
+                       encoding="utf-8")
+    code, _, err = run_main(capsys, "report", str(results), "--html", str(tmp_path / "r.html"))
+    assert code == 0, err
+    assert "plotly is not installed" in err and "optbench[report]" in err
+    parsed = _parsed(tmp_path / "r.html")
+    assert len(parsed.imgs) == 3 and "script" not in parsed.tags
