@@ -273,7 +273,7 @@ def interactive_name(label: str) -> str:
     return label.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def test_the_offline_check_catches_a_request_and_a_script_error(records, tmp_path):
+def test_the_offline_check_catches_a_request_and_a_script_error(tmp_path):
     """The control: a page that fetches a URL and throws is reported, twice over."""
     if not CHROMIUM.exists():
         pytest.skip("headless chromium is not installed (/usr/bin/chromium)")

@@ -64,6 +64,10 @@ class _Drawn:
     caption: str
     figure: Any    # a matplotlib Figure on an Agg canvas
 
+    @property
+    def png(self) -> bytes:
+        return _encode(_laid_out(self.figure), "png")
+
 
 def check_formats(formats: str | Sequence[str]) -> list[str]:
     """The formats of a comma list ("png,svg") or a sequence, in order, each once; a
