@@ -179,6 +179,9 @@ def test_interactive_report_in_headless_chromium_offline(page, records, tmp_path
     with offline_page(page, tmp_path, window_size="1280,1000") as (browser, refused):
         evaluate(browser, "window.optbench.ready.then(() => true)")
         drawn = by_figure(evaluate(browser, DRAWN_JS))
+        # The page as it opens (the screenshot kept as the test's artifact).
+        shot = base64.b64decode(browser.send("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True})["data"])
 
         # Every figure is drawn: an SVG with the traces' paths.
         assert sorted(drawn) == sorted(["convergence", "time-to-target", "success",
@@ -240,8 +243,6 @@ def test_interactive_report_in_headless_chromium_offline(page, records, tmp_path
         assert evaluate(browser, "[document.images.length, window.pwned === undefined, "
                                  "document.querySelectorAll('.plot b').length]") == [0, True, 0]
 
-        shot = base64.b64decode(browser.send("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True})["data"])
         assert problems(page, browser, refused) == []
 
     screenshot = artifacts_dir() / "report-interactive.png"
