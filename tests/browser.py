@@ -1,7 +1,7 @@
 """Headless chromium (Debian's /usr/bin/chromium) driven over the DevTools protocol on a pipe.
 
-Shared by the browser tests (tests/test_report.py, tests/test_asv.py). Only the standard
-library: no websocket client, no driver.
+Shared by the browser tests (tests/test_report.py, tests/test_report_browser.py,
+tests/test_asv.py). Only the standard library: no websocket client, no driver.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,47 @@ def reported_problems(event: dict[str, Any]) -> str | None:
             or method in ("Runtime.exceptionThrown", "Network.loadingFailed"):
         return f"{method}: {json.dumps(params)[:300]}"
     return None
+
+
+def evaluate(browser: DevTools, expression: str, timeout: float = 60.0) -> Any:
+    """The value of a JavaScript expression in the page (a promise is awaited); an exception
+    in it is an AssertionError that shows it."""
+    reply = browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                              "awaitPromise": True}, timeout)
+    if "exceptionDetails" in reply:
+        raise AssertionError(f"{expression[:100]}: {json.dumps(reply['exceptionDetails'])[:500]}")
+    return reply["result"].get("value")
+
+
+@contextmanager
+def offline_page(page: Path, workdir: Path, window_size: str = "1280,900"
+                 ) -> Iterator[tuple[DevTools, list[str]]]:
+    """Chromium showing the file `page` with the network off, after its load event: the
+    browser is offline (Network.emulateNetworkConditions) and every http(s)/ws(s) request is
+    failed by the test (Fetch) and its URL kept in the list yielded with the browser. The
+    browser's events (console, exceptions, requests) are in `browser.events`."""
+    browser = DevTools(workdir / "profile", workdir / "chromium.log", window_size=window_size)
+    refused: list[str] = []
+
+    def refuse(event: dict[str, Any]) -> None:
+        params = event["params"]
+        refused.append(params["request"]["url"])
+        browser.post("Fetch.failRequest", {"requestId": params["requestId"],
+                                           "errorReason": "InternetDisconnected"})
+
+    browser.handlers["Fetch.requestPaused"] = refuse
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        browser.session = browser.send("Target.attachToTarget",
+                                       {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            browser.send(f"{domain}.enable")
+        browser.send("Network.emulateNetworkConditions", {
+            "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        browser.send("Fetch.enable", {"patterns": [{"urlPattern": f"{scheme}://*"} for scheme
+                                                   in ("http", "https", "ws", "wss")]})
+        browser.send("Page.navigate", {"url": page.resolve().as_uri()})
+        browser.wait(lambda m: m.get("method") == "Page.loadEventFired", timeout=120)
+        yield browser, refused
+    finally:
+        browser.close()

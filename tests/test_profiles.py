@@ -144,7 +144,8 @@ def test_report_plot_and_html_hold_the_profiles(results, tmp_path, capsys):
     figure = tmp_path / "figs" / "more-wild-profiles.png"
     assert figure.read_bytes().startswith(PNG_SIGNATURE)
     page = (tmp_path / "page.html").read_text()
-    assert 'id="profiles"' in page and 'id="more-wild-profiles.png"' in page
+    # The page's interactive figures (plotly): the data profile is one of them.
+    assert 'id="profiles"' in page and 'id="figure-data-profile"' in page
 
 
 def test_report_profile_tau_option(results, capsys):

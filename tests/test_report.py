@@ -1,9 +1,11 @@
 """Reports: targets, the summary, the performance profile, the plots and the HTML page.
 
 The numbers are checked against hand computations on small synthetic records; the plots and
-the page on a real campaign of 81 runs made with the API. The slow test opens the page in
-headless chromium (Debian's /usr/bin/chromium) over the DevTools protocol on a pipe, and
-keeps a screenshot: in pytest's tmp_path, and copied to $OPTBENCH_ARTIFACTS when it is set.
+the page on a real campaign of 81 runs made with the API. The slow test opens the static
+page (PNG figures) in headless chromium (Debian's /usr/bin/chromium) over the DevTools
+protocol on a pipe, and keeps a screenshot: in pytest's tmp_path, and copied to
+$OPTBENCH_ARTIFACTS when it is set. The interactive page's browser test is
+tests/test_report_browser.py.
 """
 
 from __future__ import annotations
@@ -316,10 +318,19 @@ class _Page(HTMLParser):
 
 @pytest.fixture(scope="module")
 def page(campaign, tmp_path_factory) -> Path:
-    return report.html(campaign, tmp_path_factory.mktemp("html") / "report.html")
+    """The page with PNG figures (as without plotly)."""
+    return report.html(campaign, tmp_path_factory.mktemp("html") / "report.html",
+                       interactive=False)
 
 
-def test_html_is_self_contained_and_embeds_every_figure(campaign, page, plot_paths):
+@pytest.fixture(scope="module")
+def interactive_page(campaign, tmp_path_factory) -> Path:
+    pytest.importorskip("plotly")
+    return report.html(campaign, tmp_path_factory.mktemp("html") / "report.html",
+                       interactive=True)
+
+
+def test_static_html_is_self_contained_and_embeds_every_figure(campaign, page, plot_paths):
     text = page.read_text(encoding="utf-8")
     parsed = _Page()
     parsed.feed(text)
@@ -330,11 +341,122 @@ def test_html_is_self_contained_and_embeds_every_figure(campaign, page, plot_pat
     # Every figure, byte for byte as plots() wrote it, and nothing else.
     embedded = [base64.b64decode(src.split(",", 1)[1]) for src in parsed.imgs]
     assert embedded == [p.read_bytes() for p in plot_paths]
-    # The summary table, the campaign, the hosts and the target rule.
+    _assert_static_content(text, parsed)
+
+
+def _assert_static_content(text: str, parsed: _Page) -> None:
+    """The summary table, the campaign, the hosts and the target rule."""
     assert parsed.tags.count("table") >= 3 + 1 + 1
     for needle in ("median time to target", "test-campaign", "test-host", "T = 1e-08",
                    "<h3>regression</h3>", "closed-form optimum", "<figcaption>"):
         assert needle in text, needle
+
+
+class _Scripts(HTMLParser):
+    """The page's <script> elements: (attributes, text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self._open: dict[str, str | None] | None = None
+        self.csp = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self._open = dict(attrs)
+            self.scripts.append((self._open, ""))
+        if tag == "meta" and dict(attrs).get("http-equiv") == "Content-Security-Policy":
+            self.csp = dict(attrs).get("content") or ""
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            attrs, text = self.scripts[-1]
+            self.scripts[-1] = (attrs, text + data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._open = None
+
+
+def test_interactive_html_is_self_contained(campaign, interactive_page):
+    """No URL in any element outside the scripts; three inline scripts (the data, plotly.js,
+    the page's), none with src; the policy runs exactly the two with code, by their hashes;
+    the data's numbers are the summary's and the traces' own."""
+    import hashlib
+
+    text = interactive_page.read_text(encoding="utf-8")
+    scripts = _Scripts()
+    scripts.feed(text)
+    kinds = [attrs.get("type") for attrs, _ in scripts.scripts]
+    assert kinds == ["application/json", None, None]
+    assert all("src" not in attrs for attrs, _ in scripts.scripts)
+    outside = text
+    for _, code in scripts.scripts:
+        outside = outside.replace(code, "")
+    parsed = _Page()
+    parsed.feed(outside)
+    assert parsed.urls == [] and parsed.imgs == [] and "link" not in parsed.tags
+    assert "http://" not in outside and "https://" not in outside
+    _assert_static_content(outside, parsed)
+
+    policy = dict(part.strip().split(" ", 1) for part in scripts.csp.split(";"))
+    assert policy["default-src"] == "'none'"
+    hashes = ["'sha256-" + base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()
+              + "'" for _, code in scripts.scripts[1:]]
+    assert policy["script-src"].split() == hashes  # no 'unsafe-inline', no 'unsafe-eval'
+    assert "plotly.js v" in scripts.scripts[1][1][:200]
+
+    data = json.loads(scripts.scripts[0][1])
+    assert len(data["solvers"]) == 9 and data["problems"] == ["puzzle", "regression",
+                                                              "rosenbrock"]
+    rows = report.summary(campaign)
+    assert [(b["runs"], b["reached"]) for b in data["bars"]] == [
+        (r["runs"], r["reached"]) for r in rows]
+    # The median gap at step 0 of one solver, by hand: the middle of its three runs'.
+    mine = [r for r in campaign if (r["problem"], r["backend"], r["optimizer"])
+            == ("regression", "torch", "adam")]
+    gaps = sorted((r["trace"][0][2] - r["reference"]["f"]) / max(1.0, abs(r["reference"]["f"]))
+                  for r in mine)
+    solver = next(i for i, s in enumerate(data["solvers"]) if s["label"] == "torch/adam")
+    problem = data["problems"].index("regression")
+    entry = next(e for e in data["convergence"]
+                 if (e["problem"], e["solver"]) == (problem, solver))
+    assert entry["steps"]["x"][0] == 0 and entry["runs"] == 3
+    assert entry["steps"]["mid"][0] == pytest.approx(gaps[1], rel=1e-4)
+    assert entry["steps"]["low"][0] == pytest.approx(gaps[0], rel=1e-4)
+    assert data["more_wild"] is not None and len(data["more_wild"]["costs"]) == 9
+
+
+def test_names_cannot_end_the_data_element():
+    """The JSON blob holds names verbatim, yet no `<`, `>` or `&` reaches the HTML: a name
+    cannot close the <script> element, open a comment, or be read as an entity."""
+    from optbench.report.interactive import json_for_html
+
+    names = ["</script><script>alert(1)</script>", "<!-- x", "a & b &amp; c", "$x$ ' \"",
+             "line\u2028sep"]
+    text = json_for_html({"names": names, "n": 1.5})
+    assert not set("<>&") & set(text)
+    assert json.loads(text) == {"names": names, "n": 1.5}
+    with pytest.raises(ValueError):
+        json_for_html({"bad": math.inf})  # JSON.parse would refuse the page's data
+
+
+def test_interactive_page_escapes_names_and_embeds_safe_code(tmp_path):
+    pytest.importorskip("plotly")
+    from optbench.report import interactive
+
+    records = [dict(r, problem="p</script><!--", backend='b"<b>' if r["backend"] == "b1"
+                    else r["backend"]) for r in hand_records()]
+    text = report.render(records, interactive=True)
+    scripts = _Scripts()
+    scripts.feed(text)
+    assert len(scripts.scripts) == 3  # the name did not end an element early
+    data = json.loads(scripts.scripts[0][1])
+    assert data["problems"] == ["p</script><!--"]
+    assert {s["backend"] for s in data["solvers"]} == {'b"<b>', "b2"}
+    assert 'b"<b>' not in text.replace(interactive.plotly_js(), "")
+    with pytest.raises(RuntimeError, match="cannot be embedded"):
+        interactive._inline_safe("var a = '</script>';", "x.js")
 
 
 def test_html_is_written_atomically(tmp_path, monkeypatch):
@@ -345,14 +467,66 @@ def test_html_is_written_atomically(tmp_path, monkeypatch):
         raise RuntimeError("drawing failed")
 
     monkeypatch.setattr(page_module, "figures", broken)
-    with pytest.raises(RuntimeError, match="drawing failed"):
-        report.html(hand_records(), path)
-    assert path.read_text(encoding="utf-8") == "previous"
-    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    monkeypatch.setattr(page_module, "interactive_section", broken)
+    for interactive in (False, True):
+        with pytest.raises(RuntimeError, match="drawing failed"):
+            report.html(hand_records(), path, interactive=interactive)
+        assert path.read_text(encoding="utf-8") == "previous"
+        assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
     monkeypatch.undo()
     report.html(hand_records(), path)
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+# ---- static figures for papers: --figure-format ----------------------------------------------
+
+SIGNATURES = {"png": PNG_SIGNATURE, "svg": b"<?xml", "pdf": b"%PDF-"}
+
+
+def test_plots_in_every_format_are_deterministic(tmp_path):
+    first = report.plots(hand_records(), tmp_path / "a", formats="png,svg,pdf")
+    second = report.plots(hand_records(), tmp_path / "b", formats=["pdf", "svg", "png"])
+    assert [p.name for p in first] == [f"{stem}.{fmt}" for stem in (
+        "convergence-quad", "time-to-target-quad", "performance-profile")
+        for fmt in ("png", "svg", "pdf")]
+    assert sorted(p.name for p in second) == sorted(p.name for p in first)
+    for path in first:
+        data = path.read_bytes()
+        assert data.startswith(SIGNATURES[path.suffix[1:]]), path
+        assert data == (tmp_path / "b" / path.name).read_bytes(), path
+    svg = (tmp_path / "a" / "convergence-quad.svg").read_text(encoding="utf-8")
+    assert "<svg" in svg and "<path" in svg
+
+
+def test_report_cli_figure_formats(tmp_path, capsys):
+    from clitools import run_main
+
+    results = tmp_path / "r.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in hand_records()),
+                       encoding="utf-8")
+    code, _, err = run_main(capsys, "report", str(results), "--plot", str(tmp_path / "fig"),
+                            "--figure-format", "svg, PDF")
+    assert code == 0, err
+    assert sorted(p.suffix for p in (tmp_path / "fig").iterdir()) == [".pdf"] * 3 + [".svg"] * 3
+
+
+@pytest.mark.parametrize("value, needle", [("png,jpeg", "'jpeg'"), ("", "no figure format"),
+                                           ("svg,,x", "'x'")])
+def test_report_cli_refuses_a_bad_figure_format_and_writes_nothing(tmp_path, capsys, value,
+                                                                  needle):
+    from clitools import assert_usage_error, run_main
+
+    results = tmp_path / "r.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in hand_records()),
+                       encoding="utf-8")
+    assert_usage_error(*run_main(capsys, "report", str(results), "--plot",
+                                 str(tmp_path / "fig"), "--html", str(tmp_path / "r.html"),
+                                 "--figure-format", value),
+                       "--figure-format", needle, "png, svg, pdf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+    assert_usage_error(*run_main(capsys, "report", str(results), "--figure-format", "svg"),
+                       "--figure-format", "--plot")
 
 
 # ---- the page in a real browser --------------------------------------------------------------
@@ -430,7 +604,7 @@ def test_html_displays_in_headless_chromium(page, tmp_path):
 def test_the_browser_check_catches_a_broken_page(tmp_path):
     """The control: an external image (refused by the page's policy) and an undecodable one
     are both reported."""
-    good = report.render(hand_records())
+    good = report.render(hand_records(), interactive=False)
     broken = good.replace("<body>", '<body><img src="https://example.invalid/x.png" alt="x">'
                           '<img src="data:image/png;base64,AAAA" alt="y">', 1)
     path = tmp_path / "broken.html"
@@ -548,3 +722,19 @@ def test_plots_of_a_problem_where_every_run_diverged_at_its_start(tmp_path, caps
     code, _, err = run_main(capsys, "report", str(results), "--plot", str(tmp_path / "plots"))
     assert code == 0, err
     assert any(p.name.endswith(".png") for p in (tmp_path / "plots").iterdir())
+
+
+def test_without_plotly_the_page_keeps_png_figures_and_the_cli_says_so(tmp_path, capsys,
+                                                                     monkeypatch):
+    from clitools import run_main
+
+    monkeypatch.setattr(page_module, "plotly_available", lambda: False)
+    monkeypatch.setattr(report, "interactive_available", lambda: False)
+    results = tmp_path / "r.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in hand_records()),
+                       encoding="utf-8")
+    code, _, err = run_main(capsys, "report", str(results), "--html", str(tmp_path / "r.html"))
+    assert code == 0, err
+    assert "plotly is not installed" in err and "optbench[report]" in err
+    parsed = _parsed(tmp_path / "r.html")
+    assert len(parsed.imgs) == 3 and "script" not in parsed.tags

@@ -207,15 +207,17 @@ def _dry_run(specs, skipped, notes, output, resume, fmt, workers, scheduler) -> 
 @click.option("--by", type=click.Choice(["host", "campaign", "dtype", "device"]), default=None,
               help="group the summary further")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
-              help="write convergence, time-to-target and performance-profile PNGs here")
+              help="write convergence, time-to-target and performance-profile figures here")
+@click.option("--figure-format", "figure_format", default="png", show_default=True,
+              metavar="png,svg,pdf", help="formats of the --plot figures (comma list)")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
-              help="write one self-contained HTML page (table and figures)")
+              help="write one self-contained HTML page (tables and interactive figures)")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @click.option("--profile-tau", "tau", type=float, default=1e-3, show_default=True,
               help="Moré–Wild profiles (results of several problems): a run solves one when "
                    "f(x0) - f >= (1 - TAU)(f(x0) - f*)")
-def report(results, target, by, plot_dir, html_path, fmt, tau):
+def report(results, target, by, plot_dir, figure_format, html_path, fmt, tau):
     """Summarize a results file: success to target, times, errors; plots and HTML."""
     import json
     import math
@@ -233,6 +235,12 @@ def report(results, target, by, plot_dir, html_path, fmt, tau):
     if not (0 < tau < 1):
         raise UsageError(f"--profile-tau {tau} is not accepted: expected a number with "
                          "0 < TAU < 1")
+    try:
+        formats = rep.check_formats(figure_format)
+    except ValueError as exc:
+        raise UsageError(f"--figure-format: {exc}") from None
+    if plot_dir is None and ctx_given("figure_format"):
+        raise UsageError("--figure-format applies to the --plot figures: add --plot DIR")
     if plot_dir is not None and not os.path.isdir(os.path.dirname(os.path.abspath(plot_dir))):
         raise UsageError(f"--plot {plot_dir}: its parent directory does not exist")
     if html_path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(html_path))):
@@ -253,11 +261,21 @@ def report(results, target, by, plot_dir, html_path, fmt, tau):
             emit("\n" + rep.profiles_text(records, tau, by=by))
     if plot_dir is not None:
         os.makedirs(plot_dir, exist_ok=True)
-        for path in rep.plots(records, plot_dir, target, by=by, tau=tau):
+        for path in rep.plots(records, plot_dir, target, by=by, tau=tau, formats=formats):
             click.echo(f"optbench: wrote {path}", err=True)
     if html_path is not None:
         written = rep.html(records, html_path, target, by=by, tau=tau)
         click.echo(f"optbench: wrote {written}", err=True)
+        if not rep.interactive_available():
+            click.echo("optbench: note: plotly is not installed, so the page's figures are "
+                       "static PNGs: pip install 'optbench[report]' for interactive ones",
+                       err=True)
+
+
+def ctx_given(name: str) -> bool:
+    """Whether the current command's option `name` was given (not its default)."""
+    ctx = click.get_current_context()
+    return ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
 
 
 def importlib_missing(module: str) -> bool:

@@ -7,7 +7,7 @@ time to target are defined. matplotlib is imported only by the functions that dr
     >>> from optbench import report
     >>> records = report.read_records("results.jsonl")
     >>> print(report.summary_text(records))
-    >>> report.plots(records, "plots/")
+    >>> report.plots(records, "plots/", formats="png,svg,pdf")
     >>> report.html(records, "report.html")
 """
 
@@ -21,8 +21,9 @@ from optbench.report.data import (
     read_records,
     time_to_target,
 )
+from optbench.report.interactive import available as interactive_available
 from optbench.report.page import html, render
-from optbench.report.plots import Figure, figures, plots
+from optbench.report.plots import FORMATS, Figure, check_formats, figures, plots
 from optbench.report.profile import Profile, performance_profile, profile_from_times
 from optbench.report.profiles import (
     DEFAULT_TAU,
@@ -37,16 +38,19 @@ from optbench.report.summary import summary, summary_text
 __all__ = [
     "DEFAULT_TARGET",
     "DEFAULT_TAU",
+    "FORMATS",
     "TARGET_RULE",
     "Figure",
     "Profile",
     "Profiles",
     "Run",
     "analyze",
+    "check_formats",
     "data_profile",
     "figures",
     "fstars",
     "html",
+    "interactive_available",
     "performance_profile",
     "plots",
     "profile_from_times",

@@ -1,8 +1,11 @@
 """The HTML report: one self-contained page, viewable offline.
 
-Figures are PNG data URIs, the style sheet is inline, and there is no script and no external
-URL at all; a Content-Security-Policy meta tag (`default-src 'none'`) makes the browser refuse
-anything else, so a page that displays correctly is known to need nothing outside itself.
+With plotly installed (the `report` extra) every figure is interactive: plotly.js, the
+page's script and its data are inline (optbench.report.interactive), and the page's
+Content-Security-Policy lets those two scripts run by their hashes and nothing else. Without
+plotly the figures are PNG data URIs and there is no script at all. Either way there is no
+external URL: the policy (`default-src 'none'`) makes the browser refuse anything else, so a
+page that displays correctly is known to need nothing outside itself.
 The page is built whole in memory, then written to a temporary file beside `path` and
 renamed over it: an error leaves the previous file, or none, never half a page.
 """
@@ -26,6 +29,8 @@ from optbench.report.data import (
     extra_keys,
     host_label,
 )
+from optbench.report.interactive import available as plotly_available
+from optbench.report.interactive import section as interactive_section
 from optbench.report.plots import figures
 from optbench.report.profiles import DEFAULT_TAU, applies, profiles_text
 from optbench.report.summary import _count, _error, _rows
@@ -46,11 +51,22 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.fail td { background: #fff1f0; }
 figure { margin: 1rem 0 2rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figure h3 { margin-bottom: .2rem; }
+div.plot { width: 100%; min-height: 380px; border: 1px solid #eee; }
+.controls { position: sticky; top: 0; z-index: 10; background: #fafafc; display: flex;
+            flex-wrap: wrap; gap: .4rem 1rem; align-items: center; padding: .5rem .7rem;
+            border: 1px solid #ddd; border-radius: 4px; font-size: 13px; }
+.controls fieldset { border: 0; margin: 0; padding: 0; display: inline-flex; gap: .5rem;
+                     flex-wrap: wrap; align-items: center; }
+.controls legend { float: left; font-weight: 600; margin-right: .3rem; }
+.controls label { white-space: nowrap; }
 figcaption { color: #555; font-size: 13px; max-width: 900px; }
 .meta { color: #555; }
 code { background: #f4f4f6; padding: 0 .2rem; }
 """
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+"""The static page's policy; the interactive page adds `script-src` with its scripts'
+hashes (plotly draws with inline styles and data: images, for its PNG download)."""
 MAX_FAILURES = 200
 
 
@@ -78,13 +94,21 @@ def _png_size(png: bytes) -> tuple[int, int]:
 
 def render(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET, *,
            by: str | Sequence[str] | None = None, title: str = "optbench report",
-           tau: float = DEFAULT_TAU) -> str:
-    """The page as a string (what `html` writes)."""
+           tau: float = DEFAULT_TAU, interactive: bool | None = None) -> str:
+    """The page as a string (what `html` writes). `interactive`: plotly figures (True),
+    PNG figures (False), or plotly where it is installed (None)."""
     records = list(records)
     runs = analyze(records, target)
     extra = extra_keys(runs, by) if runs else []
     rows = _rows(runs, extra)
-    figs = figures(records, target, by=by, tau=tau) if runs else []
+    if interactive is None:
+        interactive = plotly_available()
+    figs, scripts, csp = [], "", CSP
+    if runs and interactive:
+        scripts, hashes = interactive_section(records, target, by=by, tau=tau)
+        csp = f"{CSP}; script-src {' '.join(hashes)}"
+    elif runs:
+        figs = figures(records, target, by=by, tau=tau)
 
     campaigns = sorted({str(r.get("campaign")) for r in records if r.get("campaign")})
     tasks = {run.task for run in runs}
@@ -93,7 +117,7 @@ def render(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET,
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title>",
         f"<style>{CSS}</style>",
@@ -142,8 +166,10 @@ def render(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET,
     if runs and applies(records):
         parts.append('<h2 id="profiles">Moré–Wild profiles</h2>')
         parts.append(f"<pre>{_e(profiles_text(records, tau, by=by))}</pre>")
-    if figs:
+    if figs or scripts:
         parts.append('<h2 id="figures">Figures</h2>')
+    if scripts:
+        parts.append(scripts)
     for fig in figs:
         w, h = _png_size(fig.png)
         data = base64.b64encode(fig.png).decode("ascii")
@@ -196,10 +222,12 @@ def _hosts(records: Sequence[Mapping[str, Any]]) -> str:
 
 def html(records: Sequence[Mapping[str, Any]], path: str | Path,
          target: float = DEFAULT_TARGET, *, by: str | Sequence[str] | None = None,
-         title: str = "optbench report", tau: float = DEFAULT_TAU) -> Path:
-    """Write the self-contained HTML report to `path` (atomically); return the path."""
+         title: str = "optbench report", tau: float = DEFAULT_TAU,
+         interactive: bool | None = None) -> Path:
+    """Write the self-contained HTML report to `path` (atomically); return the path.
+    `interactive` as for `render`."""
     path = Path(path)
-    page = render(records, target, by=by, title=title, tau=tau)
+    page = render(records, target, by=by, title=title, tau=tau, interactive=interactive)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, page.encode("utf-8"))
     return path

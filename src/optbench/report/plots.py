@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,10 @@ FLOOR = 1e-16
 GRID_POINTS = 200
 
 
+FORMATS = ("png", "svg", "pdf")
+"""The file formats `plots` writes (`optbench report --figure-format`)."""
+
+
 @dataclass(frozen=True)
 class Figure:
     name: str      # file name, e.g. "convergence-regression.png"
@@ -53,51 +57,94 @@ class Figure:
     png: bytes
 
 
-def figures(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET, *,
-            by: str | Sequence[str] | None = None, tau: float = DEFAULT_TAU) -> list[Figure]:
-    """All figures of a report, in order: per problem its convergence curves and its
-    time-to-target bars, then the performance profile, then (several problems) the Moré–Wild
-    profiles at tolerance `tau`."""
+@dataclass(frozen=True)
+class _Drawn:
+    stem: str      # file name without its extension, unique within a report
+    title: str
+    caption: str
+    figure: Any    # a matplotlib Figure on an Agg canvas
+
+    @property
+    def png(self) -> bytes:
+        return _encode(_laid_out(self.figure), "png")
+
+
+def check_formats(formats: str | Sequence[str]) -> list[str]:
+    """The formats of a comma list ("png,svg") or a sequence, in order, each once; a
+    ValueError that names the bad one and lists those accepted."""
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    out: list[str] = []
+    for item in items:
+        fmt = str(item).strip().lower()
+        if not fmt:  # "png," or "png,,svg"
+            continue
+        if fmt not in FORMATS:
+            raise ValueError(f"figure format {str(item)!r} is not accepted: expected a comma "
+                             f"list of {', '.join(FORMATS)}")
+        if fmt not in out:
+            out.append(fmt)
+    if not out:
+        raise ValueError(f"no figure format given: expected a comma list of "
+                         f"{', '.join(FORMATS)}")
+    return out
+
+
+def _draw(records: Sequence[Mapping[str, Any]], target: float,
+          by: str | Sequence[str] | None, tau: float) -> Iterator[_Drawn]:
+    """Each figure of a report as it is drawn (one at a time: a suite's hundreds of figures
+    are never all held at once)."""
     runs = analyze(records, target)
     if not runs:
-        return []
+        return
     extra = extra_keys(runs, by)
-    out: list[Figure] = []
-    names: set[str] = set()
+    stems: set[str] = set()
 
     def unique(stem: str) -> str:
-        name, k = f"{stem}.png", 2
-        while name in names:
-            name, k = f"{stem}-{k}.png", k + 1
-        names.add(name)
+        name, k = stem, 2
+        while name in stems:
+            name, k = f"{stem}-{k}", k + 1
+        stems.add(name)
         return name
 
     for problem in sorted({r.problem for r in runs}):
         mine = [r for r in runs if r.problem == problem]
         if any(r.fstar is not None for r in mine):
-            out.append(_convergence(mine, problem, extra, target,
-                                    unique(f"convergence-{slug(problem)}")))
-        out.append(_bars(mine, problem, extra, target, unique(f"time-to-target-{slug(problem)}")))
-    out.append(_profile_figure(_profile(runs, extra), _styles(runs, extra), target,
-                               unique("performance-profile")))
+            yield _convergence(mine, problem, extra, target,
+                               unique(f"convergence-{slug(problem)}"))
+        yield _bars(mine, problem, extra, target, unique(f"time-to-target-{slug(problem)}"))
+    yield _profile_figure(_profile(runs, extra), _styles(runs, extra), target,
+                          unique("performance-profile"))
     if applies(records):
-        out.append(_more_wild_figure(profiles(records, tau, by=by), _styles(runs, extra),
-                                     unique("more-wild-profiles")))
-    return out
+        yield _more_wild_figure(profiles(records, tau, by=by), _styles(runs, extra),
+                                unique("more-wild-profiles"))
+
+
+def figures(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET, *,
+            by: str | Sequence[str] | None = None, tau: float = DEFAULT_TAU) -> list[Figure]:
+    """All figures of a report as PNGs, in order: per problem its convergence curves and its
+    time-to-target bars, then the performance profile, then (several problems) the Moré–Wild
+    profiles at tolerance `tau`."""
+    return [Figure(f"{d.stem}.png", d.title, d.caption, _encode(_laid_out(d.figure), "png"))
+            for d in _draw(records, target, by, tau)]
 
 
 def plots(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
           target: float = DEFAULT_TARGET, *,
-          by: str | Sequence[str] | None = None, tau: float = DEFAULT_TAU) -> list[Path]:
-    """Write the figures as PNG files into `out_dir` (created if missing); return their paths.
-    Each file is written whole (temporary file, then rename)."""
+          by: str | Sequence[str] | None = None, tau: float = DEFAULT_TAU,
+          formats: str | Sequence[str] = ("png",)) -> list[Path]:
+    """Write the figures into `out_dir` (created if missing), each in every one of `formats`
+    (png, svg, pdf: for papers); return their paths. Each file is written whole (temporary
+    file, then rename)."""
+    formats = check_formats(formats)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fig in figures(records, target, by=by, tau=tau):
-        path = out / fig.name
-        write_atomic(path, fig.png)
-        paths.append(path)
+    for drawn in _draw(records, target, by, tau):
+        _laid_out(drawn.figure)
+        for fmt in formats:
+            path = out / f"{drawn.stem}.{fmt}"
+            write_atomic(path, _encode(drawn.figure, fmt))
+            paths.append(path)
     return paths
 
 
@@ -112,9 +159,27 @@ def _new_figure(width: float, height: float) -> Any:
     return fig
 
 
-def _png(fig: Any) -> bytes:
+def _laid_out(fig: Any) -> Any:
+    """Lay the figure out once, then keep that layout: constrained layout started again from
+    its previous result on every save, so a PNG saved after an SVG differed from one saved
+    first."""
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+    return fig
+
+
+METADATA = {"png": {"Software": None}, "svg": {"Date": None},
+            "pdf": {"CreationDate": None, "ModDate": None}}
+"""No timestamps (and no version in PNGs): the same records give the same bytes."""
+
+
+def _encode(fig: Any, fmt: str) -> bytes:
+    from matplotlib import rc_context
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    # SVG element ids are random unless salted.
+    with rc_context({"svg.hashsalt": "optbench"}):
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata=METADATA[fmt])
     return buf.getvalue()
 
 
@@ -165,21 +230,31 @@ def _sample(points: list[tuple[float, float]], grid: np.ndarray) -> np.ndarray:
     return ys[np.clip(idx, 0, len(ys) - 1)]
 
 
-def _convergence(runs: Sequence[Run], problem: str, extra: Sequence[str], target: float,
-                 name: str) -> Figure:
+@dataclass(frozen=True)
+class Curve:
+    """One solver's convergence on one problem against steps or loop time: the scaled gap's
+    25%, 50% and 75% over its runs at each x (nan where not finite)."""
+
+    x: np.ndarray
+    low: np.ndarray
+    mid: np.ndarray
+    high: np.ndarray
+    runs: int
+
+
+def convergence_curves(runs: Sequence[Run], extra: Sequence[str], target: float
+                       ) -> dict[str, dict[str, Curve]]:
+    """Per solver (sorted), its curves against "steps" and "time" (the runs of one problem).
+    Steps: at every sampled step of any run; time: on a geometric grid over the positive
+    loop times (for a log axis). Gaps below min(FLOOR, target/100) are put at it."""
     floor = min(FLOOR, target / 100)
-    solvers = sorted({r.solver(extra) for r in runs})
-    styles = _styles(runs, extra)
-    fig = _new_figure(13, 4.2)
-    ax_steps, ax_time = fig.subplots(1, 2)
-    seeds = len({r.task for r in runs})
-    drawn = False
-    for solver in solvers:
-        color = styles[solver]["color"]
+    out: dict[str, dict[str, Curve]] = {}
+    for solver in sorted({r.solver(extra) for r in runs}):
         traces = [t for r in runs if r.solver(extra) == solver and (t := r.trace())]
         if not traces:
             continue
-        for ax, column in ((ax_steps, 0), (ax_time, 1)):
+        curves = out.setdefault(solver, {})
+        for key, column in (("steps", 0), ("time", 1)):
             points = [sorted({p[column]: max(p[2], floor) for p in t}.items()) for t in traces]
             xs = np.array(sorted({x for pts in points for x, _ in pts}), dtype=float)
             if column == 1:  # time on a log axis: a geometric grid over the positive times
@@ -190,10 +265,28 @@ def _convergence(runs: Sequence[Run], problem: str, extra: Sequence[str], target
                 xs = np.geomspace(lo, hi, GRID_POINTS) if hi > lo else positive[:1]
             values = np.vstack([_sample(pts, xs) for pts in points])
             low, mid, high = (np.where(np.isfinite(q), q, np.nan) for q in _quantiles(values))
-            ax.plot(xs, mid, color=color, ls=styles[solver]["ls"], lw=1.6, label=solver)
-            drawn = drawn or bool(np.any(np.isfinite(mid)))
-            if len(traces) > 1:
-                ax.fill_between(xs, low, high, color=color, alpha=0.18, lw=0)
+            curves[key] = Curve(xs, low, mid, high, len(traces))
+    return out
+
+
+def _convergence(runs: Sequence[Run], problem: str, extra: Sequence[str], target: float,
+                 name: str) -> _Drawn:
+    floor = min(FLOOR, target / 100)
+    styles = _styles(runs, extra)
+    fig = _new_figure(13, 4.2)
+    ax_steps, ax_time = fig.subplots(1, 2)
+    seeds = len({r.task for r in runs})
+    drawn = False
+    for solver, curves in convergence_curves(runs, extra, target).items():
+        color = styles[solver]["color"]
+        for ax, key in ((ax_steps, "steps"), (ax_time, "time")):
+            c = curves.get(key)
+            if c is None:
+                continue
+            ax.plot(c.x, c.mid, color=color, ls=styles[solver]["ls"], lw=1.6, label=solver)
+            drawn = drawn or bool(np.any(np.isfinite(c.mid)))
+            if c.runs > 1:
+                ax.fill_between(c.x, c.low, c.high, color=color, alpha=0.18, lw=0)
     for ax, xlabel in ((ax_steps, "steps"), (ax_time, "loop time (s)")):
         ax.set_yscale("log")
         ax.axhline(target, color="0.3", lw=0.8, ls="--", label=f"target T = {target:g}")
@@ -213,11 +306,11 @@ def _convergence(runs: Sequence[Run], problem: str, extra: Sequence[str], target
     caption = (f"{problem}: the gap to f*, relative to max(1, |f*|), against steps (left) and "
                f"loop time (right); median over runs (seeds) with the 25–75% band; dashed: "
                f"the target {target:g}; gaps below {floor:g} are drawn at {floor:g}.")
-    return Figure(name, f"{problem}: convergence", caption, _png(fig))
+    return _Drawn(name, f"{problem}: convergence", caption, fig)
 
 
 def _bars(runs: Sequence[Run], problem: str, extra: Sequence[str], target: float,
-          name: str) -> Figure:
+          name: str) -> _Drawn:
     groups = sorted({r.backend + _suffix(r, extra) for r in runs})
     optimizers = sorted({r.optimizer for r in runs})
     colors = _colors(len(optimizers))
@@ -258,7 +351,7 @@ def _bars(runs: Sequence[Run], problem: str, extra: Sequence[str], target: float
     caption = (f"{problem}: median time to target per backend, one bar per optimizer, over "
                f"the runs that reached it; k/n above a bar: runs that reached the target of "
                f"all runs; no bar where none did.")
-    return Figure(name, f"{problem}: time to target", caption, _png(fig))
+    return _Drawn(name, f"{problem}: time to target", caption, fig)
 
 
 def _suffix(run: Run, extra: Sequence[str]) -> str:
@@ -266,7 +359,7 @@ def _suffix(run: Run, extra: Sequence[str]) -> str:
 
 
 def _profile_figure(profile: Profile, styles: Mapping[str, Mapping[str, Any]], target: float,
-                    name: str) -> Figure:
+                    name: str) -> _Drawn:
     fig = _new_figure(9, 4.5)
     ax = fig.subplots()
     taus = profile.breakpoints()
@@ -288,11 +381,11 @@ def _profile_figure(profile: Profile, styles: Mapping[str, Mapping[str, Any]], t
                f"parameters, seed): for each backend/optimizer, the share of tasks it solved "
                f"within a factor τ of the fastest; a task it did not solve counts as never "
                f"solved, so a curve's right end is its success rate.")
-    return Figure(name, "Performance profile", caption, _png(fig))
+    return _Drawn(name, "Performance profile", caption, fig)
 
 
 def _more_wild_figure(p: Profiles, styles: Mapping[str, Mapping[str, Any]], name: str
-                      ) -> Figure:
+                      ) -> _Drawn:
     """Left: d_s(α) against α (gradient evaluations per n+1, log scale); right: ρ_s(r)
     against log2 r, both as steps at their breakpoints."""
     fig = _new_figure(12, 4.5)
@@ -330,4 +423,4 @@ def _more_wild_figure(p: Profiles, styles: Mapping[str, Mapping[str, Any]], name
                f"until then (sampled trace: an upper bound, within ~21% past step 12). Left: "
                f"share of tasks solved within α(n + 1) evaluations; right: within a factor r "
                f"of the fewest any solver needed.")
-    return Figure(name, "Moré–Wild profiles", caption, _png(fig))
+    return _Drawn(name, "Moré–Wild profiles", caption, fig)
