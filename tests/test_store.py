@@ -164,7 +164,9 @@ def test_load_gives_a_dataframe(tmp_path):
     df = optbench.results.load(path)
     assert isinstance(df, pd.DataFrame) and len(df) == 5
     assert df["seed"].tolist() == list(range(5))
-    assert df["host"][0] == {"cpu": "x", "cores": 2}
+    # Objects are flattened into columns (optbench.results.frame); lists stay lists.
+    assert df["host.cpu"][0] == "x" and df["host.cores"][0] == 2
+    assert df["problem.n_samples"].tolist() == [20] * 5 and df["optimizer.lr"][0] == 0.01
     assert df["trace"][1] == [[0, 0.0, 4.0], [10, 0.001, 0.5]]
 
 

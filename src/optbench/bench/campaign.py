@@ -42,6 +42,7 @@ from optbench.core.params import resolve
 from optbench.errors import UsageError
 from optbench.plugins import Registry, get_registry
 from optbench.results import run_key
+from optbench.results.code import optbench_code
 
 MAX_PLANNED_RUNS = 1_000_000
 """The most runs a campaign may plan (before repeats are dropped). A run takes a few
@@ -71,14 +72,23 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        """The results store's key of this run (see optbench.results.run_key)."""
-        return run_key({"problem": self.problem,
-                        "problem_params": api.jsonable(dict(self.problem_params)),
-                        "backend": self.backend, "device": self.device, "dtype": self.dtype,
-                        "optimizer": self.optimizer,
-                        "optimizer_params": api.jsonable(dict(self.optimizer_params)),
-                        "seed": self.seed, "max_steps": self.max_steps, "tol": self.tol,
-                        "max_time": self.max_time, "compile": self.compile})
+        """The results store's key of this run, run by this process's code (see
+        optbench.results.run_key): --resume runs again what other code ran."""
+        return run_key(self._fields(optbench_code()))
+
+    @property
+    def settings_key(self) -> str:
+        """The key without the code's version (--resume-any-version)."""
+        return run_key(self._fields(None), any_version=True)
+
+    def _fields(self, code: dict[str, Any] | None) -> dict[str, Any]:
+        return {"problem": self.problem,
+                "problem_params": api.jsonable(dict(self.problem_params)),
+                "backend": self.backend, "device": self.device, "dtype": self.dtype,
+                "optimizer": self.optimizer,
+                "optimizer_params": api.jsonable(dict(self.optimizer_params)),
+                "seed": self.seed, "max_steps": self.max_steps, "tol": self.tol,
+                "max_time": self.max_time, "compile": self.compile, "code": code}
 
     @property
     def warmup_group(self) -> tuple[Any, ...]:

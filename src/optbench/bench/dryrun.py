@@ -36,11 +36,15 @@ class Plan:
 
 
 def plan(specs: Sequence[RunSpec], done: set[str], output: str | None,
-         skipped: list[tuple[str, str]], notes: list[str]) -> Plan:
-    """The plan of `specs`, less the runs whose keys are in `done` (--resume)."""
-    todo: Iterable[RunSpec] = (s for s in specs if s.key not in done) if done else specs
+         skipped: list[tuple[str, str]], notes: list[str], any_version: bool = False) -> Plan:
+    """The plan of `specs`, less the runs whose keys are in `done` (--resume; keys without
+    the code's version with `any_version`, --resume-any-version)."""
+    def key(s: RunSpec) -> str:
+        return s.settings_key if any_version else s.key
+
+    todo: Iterable[RunSpec] = (s for s in specs if key(s) not in done) if done else specs
     # Keys every planned run, as run_campaign does with --resume.
-    already = sum(1 for s in specs if s.key in done) if done else 0
+    already = sum(1 for s in specs if key(s) in done) if done else 0
     return Plan(len(specs), already, output, list(itertools.islice(todo, SHOWN)), skipped,
                 notes)
 

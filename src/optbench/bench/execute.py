@@ -36,18 +36,29 @@ class Outcome:
     """Runs lost to the infrastructure: not appended, so `--resume` runs them."""
     lost_reasons: list[str] = field(default_factory=list)
     """Why they were lost: each reason once, in the order met."""
+    other_code: int = 0
+    """Runs to do again because other code ran them (their settings are recorded)."""
 
 
 def run_campaign(specs: list[RunSpec], campaign: Campaign, store: ResultsStore, *,
                  resume: bool, progress: Callable[[Iterable[Any], int], Any] | None = None,
-                 executor: Any = None) -> Outcome:
-    """Run every spec not yet in the store; append each record as its run finishes."""
+                 executor: Any = None, any_version: bool = False) -> Outcome:
+    """Run every spec not yet in the store (by the same code, unless `any_version`); append
+    each record as its run finishes."""
     executor = executor or InProcess()
-    done = store.keys() if resume else set()
+    done = (store.keys(any_version=True) if any_version else store.keys()) if resume else set()
     # With nothing to skip, the grid (a sequence made on demand) streams: the first run
     # starts at once, however many are planned, and no run is keyed ahead of it.
-    todo = [s for s in specs if s.key not in done] if done else specs
+    if not done:
+        todo = specs
+    elif any_version:
+        todo = [s for s in specs if s.settings_key not in done]
+    else:
+        todo = [s for s in specs if s.key not in done]
     outcome = Outcome(0, len(specs) - len(todo), 0, False)
+    if done and todo and not any_version:  # say why recorded settings run again
+        settings = store.keys(any_version=True)
+        outcome.other_code = sum(s.settings_key in settings for s in todo)
     finished = executor.results(todo, campaign, new_campaign_id())
     items = progress(finished, len(todo)) if progress else finished
     try:

@@ -28,7 +28,7 @@ class _Memory:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
 
-    def keys(self) -> set[str]:
+    def keys(self, any_version: bool = False) -> set[str]:
         return set()
 
     def append(self, record: Mapping[str, Any]) -> None:
@@ -41,8 +41,8 @@ class _Collecting:
     def __init__(self, store: Any) -> None:
         self.store, self.new = store, {}
 
-    def keys(self) -> set[str]:
-        return self.store.keys()
+    def keys(self, any_version: bool = False) -> set[str]:
+        return self.store.keys(any_version=any_version)
 
     def append(self, record: Mapping[str, Any]) -> None:
         from optbench.results import run_key

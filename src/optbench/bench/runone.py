@@ -15,7 +15,8 @@ from typing import Any
 
 from optbench import api, plugindirs
 from optbench.bench.campaign import Campaign, RunSpec
-from optbench.plugins import Registry
+from optbench.plugins import Registry, get_registry
+from optbench.results.code import code_info
 from optbench.results.host import host_info
 
 WARMUP_STEPS = 20
@@ -33,9 +34,12 @@ def _options(spec: RunSpec) -> dict[str, Any]:
 
 
 def _finish(record: dict[str, Any], spec: RunSpec, campaign_id: str,
-            host: dict[str, Any] | None) -> dict[str, Any]:
-    record.update(campaign=campaign_id, host=host, tol=spec.tol, max_time=spec.max_time,
-                  max_steps=spec.max_steps)
+            host: dict[str, Any] | None, registry: Registry | None = None) -> dict[str, Any]:
+    # The code of this process (a Dask worker's may differ from the client's): --resume
+    # compares its version.
+    code = code_info((registry or get_registry()).plugins)
+    record.update(campaign=campaign_id, host=host, code=code, tol=spec.tol,
+                  max_time=spec.max_time, max_steps=spec.max_steps)
     return record
 
 
@@ -62,7 +66,7 @@ def run_one(spec: RunSpec, campaign: Campaign, campaign_id: str,
     plan = api.plan(spec.problem, spec.backend, spec.optimizer, steps=spec.max_steps,
                     registry=registry, **options)
     record = api.execute(plan, plan.backends[0]).to_json()
-    return _finish(record, spec, campaign_id, host_info(spec.device))
+    return _finish(record, spec, campaign_id, host_info(spec.device), registry)
 
 
 def error_record(spec: RunSpec, campaign: Campaign, campaign_id: str, message: str

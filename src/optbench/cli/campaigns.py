@@ -37,7 +37,11 @@ AXES = ("problem", "suite", "backend", "optimizer", "lr", "problem_params",
 @click.option("--max-time", type=float, default=None)
 @click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
               help="results file (JSON Lines), appended to; required, except with --dry-run")
-@click.option("--resume", is_flag=True, help="skip runs whose records are already there")
+@click.option("--resume", is_flag=True,
+              help="skip runs whose records are already there, run by the same code "
+                   "(optbench's version and git revision)")
+@click.option("--resume-any-version", "any_version", is_flag=True,
+              help="as --resume, whatever code ran the recorded runs")
 @click.option("--dry-run", is_flag=True,
               help="validate the campaign and print its plan (how many runs, the first "
                    "few; with --resume how many are done); run nothing, write nothing")
@@ -51,7 +55,7 @@ AXES = ("problem", "suite", "backend", "optimizer", "lr", "problem_params",
 @click.pass_context
 def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_params,
           optimizer_params, seeds, dtype, device, steps, tol, max_time, output, resume,
-          dry_run, fmt, quiet, workers, scheduler):
+          any_version, dry_run, fmt, quiet, workers, scheduler):
     """Run the cartesian product of a grid (or a TOML campaign file) into a results file.
 
     \b
@@ -69,6 +73,7 @@ def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_pa
     from optbench.errors import UsageError
     from optbench.results import ResultsError, ResultsStore
 
+    resume = resume or any_version
     if workers is not None and scheduler is not None:
         raise UsageError("--workers and --scheduler exclude each other: the scheduler's "
                          "workers run the campaign")
@@ -115,7 +120,7 @@ def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_pa
     specs, skipped = cmp.expand_all(campaigns)
     notes = list(dict.fromkeys(n for c in campaigns for n in cmp.notes(c)))
     if dry_run:
-        _dry_run(specs, skipped, notes, output, resume, fmt, workers, scheduler)
+        _dry_run(specs, skipped, notes, output, resume, fmt, workers, scheduler, any_version)
         return
     if getattr(signal, "SIGXFSZ", None) and signal.getsignal(signal.SIGXFSZ) == signal.SIG_DFL:
         # A file-size limit (ulimit -f) must fail the write, which the store rolls back, not
@@ -141,6 +146,7 @@ def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_pa
         try:
             # The grids of a union share their plugin folders, all the runs need of it.
             outcome = run_campaign(specs, campaigns[0], store, resume=resume,
+                                   any_version=any_version,
                                    progress=progress_bar(quiet), executor=executor)
         except ResultsError as exc:  # a full disk, say: that record was rolled back
             click.echo(f"optbench: error: {exc} ({store.appended} runs written before it)",
@@ -148,7 +154,9 @@ def bench(ctx, campaign_file, problem, suite, backend, optimizer, lr, problem_pa
             sys.exit(1)
     summary = (f"{outcome.written} runs written to {output}"
                + (f", {outcome.already} already there" if outcome.already else "")
-               + (f", {outcome.errors} failed (status error)" if outcome.errors else ""))
+               + (f", {outcome.errors} failed (status error)" if outcome.errors else "")
+               + (f", {outcome.other_code} run again because other code ran their records "
+                  "(--resume-any-version keeps such records)" if outcome.other_code else ""))
     if outcome.interrupted:
         click.echo(f"optbench: interrupted: {summary}; every record in it is whole; rerun "
                    "with --resume to finish", err=True)
@@ -175,7 +183,8 @@ def _check_present(present: list, output: str, resume: bool) -> None:
                          "--resume to complete that campaign, or choose another file")
 
 
-def _dry_run(specs, skipped, notes, output, resume, fmt, workers, scheduler) -> None:
+def _dry_run(specs, skipped, notes, output, resume, fmt, workers, scheduler,
+             any_version=False) -> None:
     """The plan, checked as a real campaign checks it before its first run (the results
     file included, read but not created, locked or changed); nothing is run."""
     import json
@@ -188,12 +197,12 @@ def _dry_run(specs, skipped, notes, output, resume, fmt, workers, scheduler) -> 
     if output is not None:
         present = ResultsStore(output, on_warning=_warn).inspect()
         _check_present(present, output, resume)
-        done = {run_key(r) for r in present}
+        done = {run_key(r, any_version) for r in present}
     if workers is not None or scheduler is not None:
         executors.require_dask()  # the scheduler is not contacted: that would start work
         if scheduler is not None:
             executors.check_address(scheduler)
-    plan = dryrun.plan(specs, done, output, skipped, notes)
+    plan = dryrun.plan(specs, done, output, skipped, notes, any_version)
     if fmt == "json":
         emit(json.dumps(dryrun.as_json(plan), indent=1))
     else:
@@ -201,11 +210,13 @@ def _dry_run(specs, skipped, notes, output, resume, fmt, workers, scheduler) -> 
 
 
 @click.command()
-@click.argument("results", type=click.Path(dir_okay=False))
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--target", type=float, default=1e-8, show_default=True,
               help="a run reaches the target when f - f* <= TARGET*max(1,|f*|)")
-@click.option("--by", type=click.Choice(["host", "campaign", "dtype", "device"]), default=None,
-              help="group the summary further")
+@click.option("--by", type=click.Choice(["host", "campaign", "version", "source", "dtype",
+                                         "device"]), default=None,
+              help="group the summary further: by host, campaign, code version, results "
+                   "file (source; the default with several files), dtype or device")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="write convergence, time-to-target and performance-profile figures here")
 @click.option("--figure-format", "figure_format", default="png", show_default=True,
@@ -218,7 +229,13 @@ def _dry_run(specs, skipped, notes, output, resume, fmt, workers, scheduler) -> 
               help="Moré–Wild profiles (results of several problems): a run solves one when "
                    "f(x0) - f >= (1 - TAU)(f(x0) - f*)")
 def report(results, target, by, plot_dir, figure_format, html_path, fmt, tau):
-    """Summarize a results file: success to target, times, errors; plots and HTML."""
+    """Summarize results files: success to target, times, errors; plots and HTML.
+
+    Several files are read together and compared, by file unless --by says otherwise:
+
+    \b
+      optbench report before.jsonl after.jsonl --by version
+    """
     import json
     import math
     import os
@@ -226,10 +243,8 @@ def report(results, target, by, plot_dir, figure_format, html_path, fmt, tau):
     from optbench import report as rep
     from optbench.cli.streams import emit
     from optbench.errors import UsageError
-    from optbench.results import ResultsStore
+    from optbench.report.data import read_many
 
-    if not os.path.lexists(results):
-        raise UsageError(f"{results}: no such results file")
     if not (math.isfinite(target) and target > 0):
         raise UsageError(f"--target {target} is not accepted: expected a number > 0")
     if not (0 < tau < 1):
@@ -245,10 +260,12 @@ def report(results, target, by, plot_dir, figure_format, html_path, fmt, tau):
         raise UsageError(f"--plot {plot_dir}: its parent directory does not exist")
     if html_path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(html_path))):
         raise UsageError(f"--html {html_path}: its directory does not exist")
-    records = ResultsStore(results, on_warning=lambda m: click.echo(f"optbench: warning: {m}",
-                                                                     err=True)).records()
+    records = read_many(results, on_warning=lambda m: click.echo(f"optbench: warning: {m}",
+                                                                  err=True))
     if not records:
-        raise UsageError(f"{results} holds no records")
+        raise UsageError(f"{' and '.join(results)} hold{'s' * (len(results) == 1)} no records")
+    if by is None and len(results) > 1:
+        by = "source"  # several files: compared, not pooled
     if (plot_dir or html_path) and importlib_missing("matplotlib"):
         raise UsageError("--plot and --html need matplotlib: pip install 'optbench[report]'")
     if fmt == "json":

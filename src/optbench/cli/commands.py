@@ -16,6 +16,7 @@ import click
 from optbench import __version__
 from optbench.cli import campaigns, check, equations
 from optbench.cli import fit as fitting
+from optbench.cli import results as results_cli
 from optbench.cli.options import FORMATS, RegistryName, parse_numbers
 from optbench.cli.streams import emit
 
@@ -235,4 +236,7 @@ cli.add_command(campaigns.report)
 cli.add_command(equations.grad)
 cli.add_command(check.check)
 cli.add_command(fitting.fit)
+cli.add_command(results_cli.results)
+for _sub in results_cli.results.commands.values():  # `optbench results export -h` too
+    _with_help(_sub)
 

@@ -42,6 +42,10 @@ class RunRecord:
     """Evaluations of the objective itself (finite differences make 2n+1 per gradient)."""
     relative_error: float | None = None
     """‖x − x*‖ / ‖x*‖ where the optimum is known and unique, else None."""
+    code: dict[str, Any] | None = None
+    """The code that ran: optbench's version, git revision, dirty flag and diff digest, and
+    the plugins' versions (optbench.results.code). Campaigns record it (`--resume` compares
+    it); None for a run outside a campaign, and then absent from `to_json`."""
 
     @property
     def success(self) -> bool:
@@ -60,7 +64,10 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         """A dict that `json.dumps` writes as strict JSON (non-finite numbers become null)."""
-        return _finite(asdict(self))
+        out = _finite(asdict(self))
+        if out["code"] is None:  # `optbench run`'s records stay as the contract has them
+            del out["code"]
+        return out
 
 
 def _finite(value: Any) -> Any:

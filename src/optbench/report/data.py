@@ -18,18 +18,23 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from optbench.errors import UsageError
 from optbench.results import ResultsStore
+from optbench.results.code import code_version
 
 DEFAULT_TARGET = 1e-8
 FAILED = ("diverged", "error", "timeout")
-GROUP_KEYS = ("dtype", "device", "host", "campaign")
-"""Extra grouping keys accepted by `by=`; dtype and device are added when they vary."""
+GROUP_KEYS = ("dtype", "device", "host", "campaign", "version", "source")
+"""Extra grouping keys accepted by `by=`; dtype and device are added when they vary.
+version: the code that ran (optbench's version and git revision, "unknown" for records
+without `code`); source: the results file a record came from (`read_many`)."""
+SOURCE = "source"
+"""The field `read_many` adds to each record: the file it was read from, as given."""
 
 TARGET_RULE = ("f - f* <= T * max(1, |f*|); f* is the closed-form optimum's f where one is "
                "known, else the best f that any run reached on the same task "
@@ -50,6 +55,34 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     if not os.path.lexists(path):
         raise UsageError(f"{os.fspath(path)}: no such results file")
     return ResultsStore(path).records()
+
+
+def read_many(paths: Sequence[str | os.PathLike[str]],
+              on_warning: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """The records of several results files, in order, each record with `source`: the path
+    it came from, as given (one file: its records as they are, without `source`). Each file
+    is read as `read_records` reads one (size-checked, hostile lines skipped); a missing
+    file, or the same file given twice, is a UsageError before any is read."""
+    seen: dict[tuple[int, int], str] = {}
+    for path in paths:
+        if not os.path.lexists(path):
+            raise UsageError(f"{os.fspath(path)}: no such results file")
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue  # a dangling link, say: the store says what is wrong with it
+        where = (info.st_dev, info.st_ino)
+        if where in seen:
+            raise UsageError(f"{os.fspath(path)} is {seen[where]} again: give each results "
+                             "file once")
+        seen[where] = os.fspath(path)
+    out: list[dict[str, Any]] = []
+    for path in paths:
+        records = ResultsStore(path, on_warning=on_warning).records()
+        if len(paths) > 1:
+            records = [{**r, SOURCE: os.fspath(path)} for r in records]
+        out += records
+    return out
 
 
 def _check_target(target: float) -> float:
@@ -128,6 +161,8 @@ class Run:
     device: str
     host: str
     campaign: str
+    version: str        # the code that ran: optbench's version and revision (code_version)
+    source: str         # the results file it came from, with several ("-" otherwise)
     fstar: float | None
     fstar_source: str   # "reference", "best run" or "none"
     scale: float        # max(1, |f*|): the target and the plotted gap are relative to it
@@ -232,6 +267,8 @@ def analyze(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET
             optimizer=_label(optimizer, r.get("optimizer_params"), vary_o.get(optimizer, [])),
             dtype=str(r.get("dtype")), device=str(r.get("device")),
             host=host_label(r.get("host")), campaign=str(r.get("campaign") or "-"),
+            version=code_version(r.get("code"), short=True),
+            source=str(r.get(SOURCE) or "-"),
             fstar=fstar, fstar_source=source, scale=scale, final_gap=gap,
             reached=t is not None, time_to_target=t, step_to_target=step,
             failed=t is None and str(r.get("status")) in FAILED))

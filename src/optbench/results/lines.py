@@ -28,7 +28,7 @@ _TEXT, _INT, _NUMBER, _BOOL, _OBJECT = "text", "an integer", "a number", "true o
 _REQUIRED = {"problem": _TEXT, "backend": _TEXT, "seed": _INT, "status": _TEXT}
 _OPTIONAL = {
     "device": _TEXT, "dtype": _TEXT, "optimizer": _TEXT, "message": _TEXT, "campaign": _TEXT,
-    "problem_params": _OBJECT, "optimizer_params": _OBJECT, "host": _OBJECT,
+    "problem_params": _OBJECT, "optimizer_params": _OBJECT, "host": _OBJECT, "code": _OBJECT,
     "reference": _OBJECT, "steps": _INT, "n_evals": _INT, "n_fevals": _INT, "max_steps": _INT,
     "f": _NUMBER, "grad_norm": _NUMBER, "time_s": _NUMBER, "setup_s": _NUMBER,
     "relative_error": _NUMBER, "tol": _NUMBER, "max_time": _NUMBER, "compile": _BOOL,
@@ -37,7 +37,7 @@ _OPTIONAL = {
 }
 """Fields the key, the report and `results.load` rely on, null allowed. Other fields (the
 extensions of `solve` and `fit`, say) pass as they are."""
-_NESTED = ("problem_params", "optimizer_params", "host", "reference")
+_NESTED = ("problem_params", "optimizer_params", "host", "reference", "code")
 
 
 def _kind(value: Any) -> str:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.errors import UsageError
+from optbench.results.code import code_version
 from optbench.results.lines import iter_lines, looks_cut_short, parse_record
 from optbench.userfiles import LIMITS, human_size, open_bounded
 
@@ -46,7 +47,9 @@ except ImportError:  # pragma: no cover
 KEY_FIELDS = ("problem", "problem_params", "backend", "device", "dtype", "optimizer",
               "optimizer_params", "seed", "max_steps", "tol", "max_time", "compile")
 """A run's full settings; `--resume` skips a run whose key is already stored. `max_steps` is
-the step budget (`steps` in a record counts the steps taken)."""
+the step budget (`steps` in a record counts the steps taken). The key also holds the code's
+version (`code_version` of the record's `code`; "unknown" for a record without), unless
+asked for without it (`--resume-any-version`)."""
 _KEY_DEFAULTS = {"compile": False}
 """What a record without the field (or with null) ran with: older records have no
 `compile`, and campaigns do not compile."""
@@ -66,12 +69,17 @@ class ResultsError(RuntimeError):
     The message is one line."""
 
 
-def run_key(record: Mapping[str, Any]) -> str:
-    """The canonical key of a run: the same for a record read back from JSON and its source."""
+def run_key(record: Mapping[str, Any], any_version: bool = False) -> str:
+    """The canonical key of a run: the same for a record read back from JSON and its source.
+
+    It holds the version of the code that ran (`record["code"]`), so that `--resume` runs
+    again what other code ran; `any_version`: the settings alone."""
     key = {}
     for name in KEY_FIELDS:
         value = record.get(name)
         key[name] = _canonical(_KEY_DEFAULTS.get(name) if value is None else value)
+    if not any_version:
+        key["code"] = code_version(record.get("code"))
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 
@@ -124,6 +132,7 @@ class ResultsStore:
         self._warned: set[str] = set()
         self._fd: int | None = None  # held by `writing`
         self._keys: set[str] | None = None  # of the held file
+        self._settings: set[str] | None = None  # the same, without the code's version
         # (dev, inode, end, scan): bytes [0, end) of that file were checked, with the repairs
         # the scan found to make. An append checks only what other writers added since.
         self._state: tuple[int, int, int, _Scan] | None = None
@@ -173,11 +182,13 @@ class ResultsStore:
             self._warn(f"{self.name}: skipped {what}line {number} {reason})")
         return out
 
-    def keys(self) -> set[str]:
-        """The `run_key`s of the stored records, for `--resume`."""
-        if self._keys is not None:  # the file is held: what it held, and what we added
-            return set(self._keys)
-        return {run_key(r) for r in self.records()}
+    def keys(self, any_version: bool = False) -> set[str]:
+        """The `run_key`s of the stored records, for `--resume`; `any_version`: without the
+        code's version (`--resume-any-version`)."""
+        held = self._settings if any_version else self._keys
+        if held is not None:  # the file is held: what it held, and what we added
+            return set(held)
+        return {run_key(r, any_version) for r in self.records()}
 
     # ---- holding the file for a campaign ---------------------------------------------------
 
@@ -192,10 +203,11 @@ class ResultsStore:
         try:
             scan = self._validate(fd, collect=True)
             self._fd, self._keys = fd, {run_key(r) for r in scan.records}
+            self._settings = {run_key(r, any_version=True) for r in scan.records}
             try:
                 yield scan.records
             finally:
-                self._fd, self._keys, self._state = None, None, None
+                self._fd, self._keys, self._settings, self._state = None, None, None, None
         finally:
             try:
                 if created and os.fstat(fd).st_size == 0 and _same_file(fd, self.path):
@@ -385,8 +397,9 @@ class ResultsStore:
                 self._append(fd, line)
             finally:
                 os.close(fd)  # releases the lock
-        if self._keys is not None:
+        if self._keys is not None and self._settings is not None:
             self._keys.add(run_key(record))
+            self._settings.add(run_key(record, any_version=True))
         self.appended += 1
 
     def _append(self, fd: int, line: bytes) -> None:
@@ -467,12 +480,16 @@ def _holder(fd: int) -> str:
 
 def load(path: str | os.PathLike[str]) -> Any:
     """The records of a results file: a pandas DataFrame when pandas is installed, one row per
-    run (nested fields such as trace and host stay Python objects), else a list of dicts."""
+    run, its parameters, host and code flattened into columns (`problem.n_samples`,
+    `optimizer.lr`, `host.cpu`, `code.revision`: see optbench.results.frame), lists such as
+    trace and x kept as lists; else the list of record dicts."""
     if not os.path.lexists(path):  # checked before ResultsStore, whose message is about writing
         raise UsageError(f"{os.fspath(path)}: no such results file")
     records = ResultsStore(path).records()
     try:
-        import pandas  # lazy: optional, and slow to import
+        import pandas  # noqa: F401  (lazy: optional, and slow to import)
     except ImportError:
         return records
-    return pandas.DataFrame(records)
+    from optbench.results.frame import frame
+
+    return frame(records)
