@@ -110,9 +110,11 @@ def test_parquet_writes_a_column_of_mixed_kinds_as_json_text(tmp_path, capsys):
 
 def test_csv_export_holds_scalars_and_json_text(campaign, tmp_path, capsys):
     out = tmp_path / "runs.csv"
+    out.write_text("an older export, longer than nothing\n" * 1000)  # replaced whole
     code, _, err = run_main(capsys, "results", "export", str(campaign), "--to", "csv", "-o",
                             str(out))
     assert code == 0, err
+    assert sorted(os.listdir(tmp_path)) == ["runs.csv"]  # no temporary file left beside it
     records = records_of(campaign)
     with open(out, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
