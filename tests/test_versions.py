@@ -40,6 +40,7 @@ def test_revision_and_dirty_flag_are_git_s(monkeypatch):
     """Against git itself: HEAD's commit, and whether tracked files under src/ differ."""
     code = optbench_code()
     assert code["revision"] == git("rev-parse", "HEAD", cwd=ROOT)
+    assert code["src_tree"] == git("rev-parse", "HEAD:src", cwd=ROOT)
     changed = git("status", "--porcelain", "--untracked-files=no", "--", "src", cwd=ROOT)
     assert code["dirty"] is bool(changed)
     assert (code["diff"] is not None) is bool(changed)
@@ -103,17 +104,23 @@ def test_help_and_list_do_not_look_for_the_code():
 
 def test_run_key_holds_the_code_version():
     base = {"problem": "p", "backend": "b", "seed": 0, "status": "converged"}
-    one = {**base, "code": {"optbench": "0.1.0", "revision": "a" * 40, "dirty": False}}
+    one = {**base, "code": {"optbench": "0.1.0", "revision": "a" * 40, "src_tree": "c" * 40,
+                            "dirty": False}}
     dirty = {**base, "code": {**one["code"], "dirty": True, "diff": "1" * 12}}
-    other = {**base, "code": {**one["code"], "revision": "b" * 40}}
-    plugin = {**base, "code": {**one["code"], "plugins": {"optbench-jax": "9"}}}
-    keys = {run_key(r) for r in (base, one, dirty, other)}
-    assert len(keys) == 4  # unknown, and three codes
+    edited = {**base, "code": {**one["code"], "dirty": True, "diff": "2" * 12}}
+    other = {**base, "code": {**one["code"], "revision": "b" * 40, "src_tree": "d" * 40}}
+    docs = {**base, "code": {**one["code"], "revision": "b" * 40}}  # src/ untouched
+    plugin = {**base, "code": {**one["code"], "plugins": {"jax": "9"}}}
+    keys = {run_key(r) for r in (base, one, dirty, edited, other)}
+    assert len(keys) == 5  # unknown, and four codes
+    assert run_key(docs) == run_key(one)  # a commit of tests or docs runs nothing again
     assert run_key(plugin) == run_key(one)  # plugin versions are recorded, not compared
     assert len({run_key(r, any_version=True) for r in (base, one, dirty, other)}) == 1
+    # What reports show: the revision, as people name commits.
     assert code_version(None) == code_version({"revision": "a" * 40}) == "unknown"
-    assert code_version(one["code"], short=True) == "0.1.0+gaaaaaaaaaa"
-    assert code_version(dirty["code"], short=True) == "0.1.0+gaaaaaaaaaa.dirty-11111111"
+    assert code_version(one["code"]) == "0.1.0+gaaaaaaaaaa"
+    assert code_version(docs["code"]) == "0.1.0+gbbbbbbbbbb"
+    assert code_version(dirty["code"]) == "0.1.0+gaaaaaaaaaa.dirty-11111111"
 
 
 @pytest.fixture
@@ -125,7 +132,7 @@ def edited(tmp_path, capsys) -> tuple[Path, bytes]:
     assert code == 0, err
     records = lines_of(path)
     assert len(records) == N_RUNS
-    records[0]["code"] = {**records[0]["code"], "optbench": "0.0.1", "revision": "f" * 40}
+    records[0]["code"] = {**records[0]["code"], "revision": "f" * 40, "src_tree": "e" * 40}
     del records[1]["code"]
     data = "".join(json.dumps(r) + "\n" for r in records).encode()
     path.write_bytes(data)

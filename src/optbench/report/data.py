@@ -267,7 +267,7 @@ def analyze(records: Sequence[Mapping[str, Any]], target: float = DEFAULT_TARGET
             optimizer=_label(optimizer, r.get("optimizer_params"), vary_o.get(optimizer, [])),
             dtype=str(r.get("dtype")), device=str(r.get("device")),
             host=host_label(r.get("host")), campaign=str(r.get("campaign") or "-"),
-            version=code_version(r.get("code"), short=True),
+            version=code_version(r.get("code")),
             source=str(r.get(SOURCE) or "-"),
             fstar=fstar, fstar_source=source, scale=scale, final_gap=gap,
             reached=t is not None, time_to_target=t, step_to_target=step,

@@ -8,7 +8,7 @@ Columns: see optbench.results.frame; `optbench results export` writes the same t
 Parquet or CSV (optbench.results.export).
 """
 
-from optbench.results.code import code_info, code_version
+from optbench.results.code import code_info, code_key, code_version
 from optbench.results.host import host_info
 from optbench.results.lines import check_record, parse_record
 from optbench.results.store import (
@@ -21,4 +21,4 @@ from optbench.results.store import (
 )
 
 __all__ = ["KEY_FIELDS", "ResultsError", "ResultsStore", "ResultsWarning", "check_record",
-           "code_info", "code_version", "host_info", "load", "parse_record", "run_key"]
+           "code_info", "code_key", "code_version", "host_info", "load", "parse_record", "run_key"]

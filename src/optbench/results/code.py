@@ -2,20 +2,23 @@
 
 A campaign record carries it as `code`:
 
-    {"optbench": "0.1.0", "revision": "<40 hex>" | null, "dirty": true | false | null,
-     "diff": "<12 hex>" | null, "plugins": {"optbench-jax": "0.1.0", ...}}
+    {"optbench": "0.1.0", "revision": "<40 hex>" | null, "src_tree": "<40 hex>" | null,
+     "dirty": true | false | null, "diff": "<12 hex>" | null,
+     "plugins": {"jax": "0.1.0", ...}}
 
 `revision` is known when optbench is imported from a git checkout (`<root>/src/optbench`
 beside `<root>/.git`; an installed copy in site-packages has none), read from the files of
-.git without running git. `dirty` says whether tracked files under `src/` differ from that
-revision, and `diff` is a digest of that difference, so that two different edits of the same
-revision are two different codes; both come from one `git diff` (a few milliseconds, with a
-timeout), null when git cannot tell. All of it is computed once per process, when a campaign
-first asks: never by `optbench --help` or `list`. A Dask worker computes its own, since it
-may run other code than the client.
+.git without running git. `src_tree` is the git tree of `src/` at that revision (a commit
+that touches only tests or docs keeps it), `dirty` says whether tracked files under `src/`
+differ from the revision, and `diff` is a digest of that difference, so that two different
+edits of the same revision are two different codes. Those three come from two short git
+commands (milliseconds, with a timeout), null when git cannot tell. All of it is computed
+once per process, when a campaign first asks: never by `optbench --help` or `list`. A Dask
+worker computes its own, since it may run other code than the client.
 
-`code_version` turns it into the version that `--resume` compares (optbench's version, its
-revision and diff; plugin versions are recorded, not compared: see `code_version`).
+`code_key` is the version that `--resume` compares (optbench's version, the source tree and
+the diff; plugin versions are recorded, not compared: see `code_key`); `code_version` is the
+version reports show (optbench's version, the revision, the diff).
 """
 
 from __future__ import annotations
@@ -52,35 +55,56 @@ def optbench_code() -> dict[str, Any]:
     """optbench's version, revision, dirty flag and diff digest (computed once)."""
     from optbench import __version__
 
-    code: dict[str, Any] = {"optbench": __version__, "revision": None, "dirty": None,
-                            "diff": None}
+    code: dict[str, Any] = {"optbench": __version__, "revision": None, "src_tree": None,
+                            "dirty": None, "diff": None}
     root = _checkout()
     if root is not None:
         code["revision"] = _revision(root / ".git")
         if code["revision"] is not None:
+            code["src_tree"] = _src_tree(root, code["revision"])
             code["dirty"], code["diff"] = _diff(root)
     return code
 
 
-def code_version(code: Any, short: bool = False) -> str:
-    """The code's version as one text: "0.1.0", "0.1.0+g<revision>", "...+g<revision>.dirty-
-    <diff>"; "unknown" for a record without (valid) code. `short`: a 10-digit revision, for
-    reports.
-
-    This is what `--resume` compares. Plugin versions are left out on purpose: every
-    installed plugin would count, including those the run never touched (an upgraded jax
-    plugin would re-run every torch run), and the client that checks the key and the Dask
-    worker that runs may see different plugin sets. They stay in the record, for reports."""
+def code_version(code: Any) -> str:
+    """The code's version as reports show it: "0.1.0", "0.1.0+g<10 digits of the revision>",
+    "...+g<revision>.dirty-<8 digits of the diff>"; "unknown" for a record without (valid)
+    code (written before records named their code)."""
     if not isinstance(code, Mapping) or not isinstance(code.get("optbench"), str):
         return UNKNOWN
     text = code["optbench"]
-    revision, diff = code.get("revision"), code.get("diff")
+    revision = code.get("revision")
     if isinstance(revision, str) and revision:
-        text += "+g" + (revision[:10] if short else revision)
-        if code.get("dirty") is True:
-            text += ".dirty" + (f"-{diff[:8] if short else diff}" if isinstance(diff, str)
-                                else "")
+        text += "+g" + revision[:10] + _dirty(code, 8)
     return text
+
+
+def code_key(code: Any) -> str:
+    """The code's version as `--resume` compares it: optbench's version, the git tree of
+    src/ (else the revision) and the diff: "0.1.0+t<tree>.dirty-<diff>"; "unknown" without
+    (valid) code, which only `--resume-any-version` matches.
+
+    The source tree rather than the revision, so that a commit of tests or docs does not
+    re-run a campaign. Plugin versions are left out on purpose: every installed plugin would
+    count, including those the runs never touched (an upgraded jax plugin would re-run every
+    torch run), and the client that checks the key and the Dask worker that runs may see
+    different plugin sets. They stay in the record, for reports."""
+    if not isinstance(code, Mapping) or not isinstance(code.get("optbench"), str):
+        return UNKNOWN
+    text = code["optbench"]
+    tree, revision = code.get("src_tree"), code.get("revision")
+    if isinstance(tree, str) and tree:
+        text += "+t" + tree + _dirty(code, None)
+    elif isinstance(revision, str) and revision:
+        text += "+g" + revision + _dirty(code, None)
+    return text
+
+
+def _dirty(code: Mapping[str, Any], digits: int | None) -> str:
+    if code.get("dirty") is not True:
+        return ""
+    diff = code.get("diff")
+    return ".dirty" + (f"-{diff[:digits]}" if isinstance(diff, str) else "")
 
 
 def _checkout() -> Path | None:
@@ -131,22 +155,34 @@ def _revision(dotgit: Path) -> str | None:
     return None
 
 
-def _diff(root: Path) -> tuple[bool | None, str | None]:
-    """(dirty, digest of the diff) of the tracked files under src/ against HEAD; (None,
-    None) when git is missing or does not answer in time."""
+def _git(root: Path, *args: str) -> bytes | None:
+    """A git command's output in the checkout; None when git is missing, fails or does not
+    answer within _GIT_TIMEOUT."""
     git = shutil.which("git")
     if git is None:
-        return None, None
+        return None
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
     try:
-        done = subprocess.run([git, "-C", str(root), "diff", "--no-ext-diff", "--no-textconv",
-                               "--no-color", "HEAD", "--", "src"],
-                              capture_output=True, timeout=_GIT_TIMEOUT, env=env,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run([git, "-C", str(root), *args], capture_output=True,
+                              timeout=_GIT_TIMEOUT, env=env, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _src_tree(root: Path, revision: str) -> str | None:
+    out = _git(root, "rev-parse", "--verify", "--quiet", f"{revision}:src")
+    tree = out.decode("ascii", "replace").strip() if out else ""
+    return tree if _SHA.fullmatch(tree) else None
+
+
+def _diff(root: Path) -> tuple[bool | None, str | None]:
+    """(dirty, digest of the diff) of the tracked files under src/ against HEAD; (None,
+    None) when git cannot tell."""
+    out = _git(root, "diff", "--no-ext-diff", "--no-textconv", "--no-color", "HEAD", "--",
+               "src")
+    if out is None:
         return None, None
-    if done.returncode != 0:
-        return None, None
-    if not done.stdout:
+    if not out:
         return False, None
-    return True, hashlib.sha256(done.stdout).hexdigest()[:12]
+    return True, hashlib.sha256(out).hexdigest()[:12]

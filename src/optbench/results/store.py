@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.errors import UsageError
-from optbench.results.code import code_version
+from optbench.results.code import code_key
 from optbench.results.lines import iter_lines, looks_cut_short, parse_record
 from optbench.userfiles import LIMITS, human_size, open_bounded
 
@@ -48,7 +48,7 @@ KEY_FIELDS = ("problem", "problem_params", "backend", "device", "dtype", "optimi
               "optimizer_params", "seed", "max_steps", "tol", "max_time", "compile")
 """A run's full settings; `--resume` skips a run whose key is already stored. `max_steps` is
 the step budget (`steps` in a record counts the steps taken). The key also holds the code's
-version (`code_version` of the record's `code`; "unknown" for a record without), unless
+version (`code_key` of the record's `code`; "unknown" for a record without), unless
 asked for without it (`--resume-any-version`)."""
 _KEY_DEFAULTS = {"compile": False}
 """What a record without the field (or with null) ran with: older records have no
@@ -79,7 +79,7 @@ def run_key(record: Mapping[str, Any], any_version: bool = False) -> str:
         value = record.get(name)
         key[name] = _canonical(_KEY_DEFAULTS.get(name) if value is None else value)
     if not any_version:
-        key["code"] = code_version(record.get("code"))
+        key["code"] = code_key(record.get("code"))
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 
