@@ -166,3 +166,14 @@ def test_resume_any_version_keeps_what_any_code_ran(edited, capsys):
     assert (code, out) == (0, ""), err
     assert err.splitlines() == [f"optbench: 0 runs written to {path}, {N_RUNS} already there"]
     assert path.read_bytes() == data
+
+
+def test_dry_run_counts_as_resume_would(edited, capsys):
+    path, data = edited
+    for flag, already in (("--resume", N_RUNS - 2), ("--resume-any-version", N_RUNS)):
+        code, out, err = run_main(capsys, "bench", *GRID, "-o", str(path), flag, "--dry-run",
+                                  "--format", "json")
+        assert code == 0, err
+        plan = json.loads(out)
+        assert (plan["already"], plan["to_run"]) == (already, N_RUNS - already), flag
+    assert path.read_bytes() == data

@@ -16,6 +16,7 @@ from typing import Any
 from optbench import api
 from optbench.bench.campaign import RunSpec
 from optbench.plugins import Registry, get_registry
+from optbench.results.code import optbench_code
 
 SHOWN = 10
 """How many of the runs to run a dry run lists."""
@@ -61,7 +62,8 @@ def _run_json(s: RunSpec) -> dict[str, Any]:
             "backend": s.backend, "device": s.device, "dtype": s.dtype,
             "optimizer": s.optimizer,
             "optimizer_params": api.jsonable(dict(s.optimizer_params)), "seed": s.seed,
-            "max_steps": s.max_steps, "tol": s.tol, "max_time": s.max_time}
+            "max_steps": s.max_steps, "tol": s.tol, "max_time": s.max_time,
+            "code": optbench_code()}  # the code that would run it, part of its key
 
 
 def as_text(p: Plan, resume: bool, registry: Registry | None = None) -> str:
