@@ -132,12 +132,13 @@ def _directional(name: str, x: np.ndarray, v: np.ndarray) -> float:
 
 
 def _cases():
-    for backend in ("torch", "autograd", "fd", "jax"):
+    for backend in ("torch", "autograd", "fd", "complexstep", "jax"):
         for name in PROBLEMS:
             # jax compiles each problem (2-8 s each at load 6 on 2 cores); fd differences
             # the tanh network's 2410 unknowns (4821 evaluations: about 15 s of CPU, 72 s
-            # at load 6): with the slow tests
-            slow = backend == "jax" or (backend == "fd" and name == "ml-tanh-net")
+            # at load 6), complexstep evaluates it 2410 times: with the slow tests
+            slow = backend == "jax" or (backend in ("fd", "complexstep")
+                                        and name == "ml-tanh-net")
             yield pytest.param(backend, name, id=f"{backend}-{name}",
                                marks=[pytest.mark.slow] if slow else [])
 

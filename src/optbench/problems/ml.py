@@ -115,9 +115,11 @@ class Logistic(_MLProblem):
     def objective(self, x: Any, data: Mapping[str, Any], xp: Any) -> Any:
         w, b = x[:-1], x[-1]
         z = data["X"] @ w + b
-        # log(1 + e^z) − y·z, with log(1 + e^z) = max(z, 0) + log(1 + e^−|z|): no overflow
-        a = xp.abs(z)
-        loss = 0.5 * (z + a) + xp.log1p(xp.exp(-a)) - data["y"] * z
+        # log(1 + e^z) − y·z, as m + log(e^−m + e^(z−m)) with m = max(z, 0): no exponent
+        # above 0, so no overflow. Not max(z, 0) + log1p(e^−|z|): abs is not analytic, and
+        # the complex-step backend's derivative through it was wrong (30% on the gradient).
+        m = xp.maximum(z, 0.0 * z)
+        loss = m + xp.log(xp.exp(-m) + xp.exp(z - m)) - data["y"] * z
         return xp.mean(loss) + 0.5 * self.lam * xp.sum(w * w)
 
     def sklearn(self) -> str:
