@@ -136,7 +136,7 @@ def _cases():
         for name in PROBLEMS:
             # jax compiles each problem (2-8 s each at load 6 on 2 cores); fd differences
             # the tanh network's 2410 unknowns (4821 evaluations: about 15 s of CPU, 72 s
-            # at load 6), complexstep evaluates it 2410 times: with the slow tests
+            # at load 6), complexstep evaluates it 2410 times (18 s): with the slow tests
             slow = backend == "jax" or (backend in ("fd", "complexstep")
                                         and name == "ml-tanh-net")
             yield pytest.param(backend, name, id=f"{backend}-{name}",
