@@ -65,6 +65,7 @@ def _cross_entropy(Z: Any, Y: Any, xp: Any) -> Any:
 class _MLProblem(Problem):
     dataset: ClassVar[str]
     lam: ClassVar[float]
+    method: ClassVar[str] = "Newton's method in float64 to |grad f| <= 1e-12"
     params = ()
 
     def variables(self, params: Mapping[str, Any]) -> tuple[str, ...]:
@@ -91,8 +92,6 @@ class _MLProblem(Problem):
         return Reference(x=x.copy(), f=float(self.objective(x, instance.data, np)),
                          details={"dataset": self.dataset, "lambda": self.lam,
                                   "method": self.method, "sklearn": self.sklearn()})
-
-    method: ClassVar[str] = "Newton's method in float64 to |grad f| <= 1e-12"
 
     def sklearn(self) -> str:
         """scikit-learn's estimator of the same objective (as text, for the record)."""
