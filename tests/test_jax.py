@@ -30,6 +30,7 @@ from optbench.cli.main import cli
 from optbench.core.params import resolve
 from optbench.errors import UsageError
 from optbench.plugins import get_registry
+from optbench.problems.ml_data import missing_reason as ml_missing
 from optbench.problems.nist import folders as nist_folders
 from optbench.runner import stopping
 from optbench.runner.loop import optimize
@@ -58,12 +59,25 @@ PROBLEMS = [
     ("mgh", {"number": 7}),  # helical valley: a step in its angle
     ("mgh", {"number": 35, "start": 10.0}),
     ("nist", {"dataset": "DanWood", "start": 1}),  # skipped where the data is absent
+    ("ml-logistic", {}),  # the ml problems: skipped without scikit-learn
+    ("ml-ridge", {}),
+    ("ml-softmax", {}),
+    ("ml-tanh-net", {}),
 ]
 IDS = [f"{name}-{i}" for i, (name, _) in enumerate(PROBLEMS)]
 # Chebyquad (n = 8) compiles a larger program than the rest: ~10 s of XLA per optimizer.
+# softmax (649 unknowns over 1797 samples) and the tanh network (2410) cost seconds per run
+# on each backend: slow too (test_ml checks their jax gradients with its slow tests).
+SLOW = {"ml-softmax", "ml-tanh-net"}
 CASES = [pytest.param(name, params, id=i, marks=pytest.mark.slow)
-         if name == "mgh" and params.get("number") == 35 else pytest.param(name, params, id=i)
+         if (name == "mgh" and params.get("number") == 35) or name in SLOW
+         else pytest.param(name, params, id=i)
          for (name, params), i in zip(PROBLEMS, IDS, strict=True)]
+# Final points after 200 steps agree to 1e-12 only where rounding is not amplified: lbfgs's
+# ~90 steps on softmax end 5.5e-9 apart on jax and torch, and the nonconvex tanh network's
+# runs 1e-3 apart (measured). Their values and gradients agree to 1e-12 (the test above);
+# test_ml checks what each backend reaches.
+FINAL_CASES = [c for c in CASES if c.values[0] not in SLOW]
 
 
 def rel(a, b) -> float:
@@ -74,6 +88,8 @@ def rel(a, b) -> float:
 def instance(name, params, seed=0):
     if name == "nist" and not nist_folders():
         pytest.skip("../shared/data/nist* is not beside this checkout")
+    if name.startswith("ml-") and ml_missing():
+        pytest.skip(ml_missing())
     registry = get_registry()
     problem = registry.get("problem", name)
     return problem, problem.make(resolve(problem.params, params, name), seed)
@@ -129,7 +145,7 @@ def test_value_and_gradient_agree(name, params, exact_backends):
             assert rel(g_jax, g) <= TOL, (other, g_jax, g)
 
 
-@pytest.mark.parametrize(("name", "params"), CASES)
+@pytest.mark.parametrize(("name", "params"), FINAL_CASES)
 @pytest.mark.parametrize(("optimizer", "steps"), [("nadam", 200), ("lbfgs", 200)])
 def test_final_points_agree(name, params, optimizer, steps, exact_backends):
     # L-BFGS runs to its own stop here (under 60 steps): stopped half-way along Rosenbrock's

@@ -43,6 +43,7 @@ BUILTIN_PLUGINS = (
     "optbench.problems.model",
     "optbench.problems.mgh",
     "optbench.problems.nist",
+    "optbench.problems.ml",
     "optbench.optimizers.adam",
     "optbench.optimizers.nadam",
     "optbench.optimizers.sgd",
