@@ -11,8 +11,9 @@ forward-error bound of a residual followed by a matrix-vector product. At a gene
 within a small factor of ‖∇f‖; near a minimizer the residual cancels (its rounding error, which
 every implementation makes differently, is then all that remains of ∇f) and ‖∇f‖ alone would
 demand more than float64 can give. Hypothesis draws the true coefficients and the point from the
-same values, so it does reach such points. fd adds its own rounding error, about eps·|f|/h with
-h = eps^(1/3)·max(1, |w_i|); relative to the same scale that stays below ~1e-9.
+same values, so it does reach such points. fd adds its own rounding error, about eps·|r|²/h
+with h = eps^(1/3)·max(1, |w_i|) (both problems declare residuals: fd's gradient is 2Jᵀr,
+J by central differences of r); relative to the same scale that stays below ~1e-9.
 
 Regression data: x_scale in [0.5, 3] and degree up to 6, so |x|^6 stays below ~1e6 (x within
 about 3σ). The tutorial's x_scale 5 with degree 6 gives values near 1e8 and f near 1e16; the

@@ -25,11 +25,10 @@ LBFGS_MISSES = {
     26: "Trigonometric: lbfgs stops at the local minimum 2.79506e-5 near x0",
 }
 # fd's gradient 2Jᵀr, J by central differences of the residuals, loses about
-# eps^(2/3)·|r_i| per unit of x_j; near these two minima that outweighs the gradient, and
-# lbfgs's line search finds no decrease short of f* (Powell badly scaled stops at
-# f = 1.2e-9 > 1e-10, Penalty II 4.5e-5 relative above f*). Differencing f instead of r also
-# missed Meyer (10) and Osborne 1 (17).
-FD_MISSES = {3: "Powell badly scaled", 24: "Penalty II"}
+# eps^(2/3)·|r_i| per unit of x_j; near Penalty II's minimum that outweighs the gradient, and
+# lbfgs's line search finds no decrease short of f* (4.3e-5 relative above it). Differencing
+# f instead of r also missed Powell badly scaled (3), Meyer (10) and Osborne 1 (17).
+FD_MISSES = {24: "Penalty II"}
 # The complex step differentiates analytic functions only: helical valley's sign(x1) and
 # Gulf's |y - x2| are not (numpy's sign and abs of a complex number are x/|x| and |x|, so the
 # step's imaginary part is lost), and lbfgs stalls with a wrong gradient.

@@ -23,16 +23,21 @@ from typing import Any
 import numpy as np
 
 
-def central_jacobian(residuals: Callable[[Any], Any], x: Any, objective: Any
-                     ) -> tuple[Any, Any]:
+def central_jacobian(residuals: Callable[[Any], Any], x: Any, objective: Any,
+                     typical: float = 0.0) -> tuple[Any, Any]:
     """(r(x), J) for `residuals` written against the objective's arrays: points are made
     on the host (numpy, the run's dtype) and handed over with objective.from_numpy;
-    objective.n_fevals grows by 2n + 1."""
+    objective.n_fevals grows by 2n + 1.
+
+    `typical` floors the scale of the steps, h_j = eps^(1/3)·max(|x_j|, typical) (Dennis &
+    Schnabel's typical size of x_j): 0, the default, makes them relative, as a model's
+    parameters of any scale need; fd's gradient gives 1, the step rule of its docstring,
+    which keeps the perturbation of a tiny x_j (1e-89) visible in r."""
     dtype = np.dtype(objective.dtype)
     x_host = np.asarray(objective.to_numpy(x), dtype=dtype).reshape(-1)
     n = x_host.size
     objective.n_fevals += 1 + 2 * n
-    up, down = _steps(x_host, dtype)
+    up, down = _steps(x_host, dtype, typical)
     if n and getattr(getattr(objective, "problem", None), "pointwise_residuals", False):
         # Row k of `points` is point k: x, the n "up" points, then the n "down" points; it
         # goes in as x of shape (n, 2n + 1, 1), the parameters' columns.
@@ -65,12 +70,16 @@ _CBRT_EPS = {np.dtype(t): float(np.finfo(t).eps) ** (1.0 / 3.0)
              for t in (np.float64, np.float32)}
 
 
-def _steps(x: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """The points x ± h (in the run's dtype), h_j = eps^(1/3)·|x_j| (eps^(1/3) where x_j is
-    0), the step taken made exactly representable: up − x and x − down are the same."""
+def _steps(x: np.ndarray, dtype: np.dtype, typical: float = 0.0
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The points x ± h (in the run's dtype), h_j = eps^(1/3)·max(|x_j|, typical)
+    (eps^(1/3) where that is 0), the step taken made exactly representable: up − x and
+    x − down are the same."""
     cbrt_eps = _CBRT_EPS.get(dtype) or float(np.finfo(dtype).eps) ** (1.0 / 3.0)
     scale = np.abs(x) if x.dtype == np.float64 else np.abs(x).astype(np.float64)
-    if np.count_nonzero(scale) < scale.size:
+    if typical:
+        scale = np.maximum(scale, typical)
+    elif np.count_nonzero(scale) < scale.size:
         scale[scale == 0] = 1.0
     up = x + (cbrt_eps * scale).astype(dtype, copy=False)  # rounded to the run's dtype
     return up, x - (up - x)
