@@ -73,6 +73,27 @@ def test_every_builtin_backend_passes(name):
     assert "max rel. error of the gradient" in report["gradient[float64]"].message
 
 
+def test_the_cases_leave_out_problems_unavailable_here_and_the_largest(monkeypatch):
+    """A user without scikit-learn or ../shared/data checks a backend all the same; the
+    problems with thousands of unknowns (ml-tanh-net) stay out of the checks' cases."""
+    from optbench.problems import ml_data, nist
+    from optbench.testing._common import CASE_MAX_UNKNOWNS, builtin_cases
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # `import sklearn` now fails
+    ml_data.load.cache_clear()
+    monkeypatch.setattr(nist, "missing_reason", lambda: "no data here (test)")
+    monkeypatch.setenv("OPTBENCH_NIST_DIR", "/nonexistent")
+    monkeypatch.setenv("OPTBENCH_NIST_NONLINEAR_DIR", "/nonexistent")
+    try:
+        labels = {c.label for c in builtin_cases(get_registry())}
+    finally:
+        ml_data.load.cache_clear()
+    assert not {x for x in labels if x.startswith(("ml-", "nist"))}, labels
+    assert {"regression", "puzzle", "mgh", "model(Misra1a)"} <= labels
+    assert all(len(c.problem.variables(c.params)) <= CASE_MAX_UNKNOWNS
+               for c in builtin_cases(get_registry()))
+
+
 @pytest.mark.skipif(not installed("optbench-complexstep"),
                     reason="pip install -e plugins/optbench-complexstep")
 def test_the_installed_complexstep_plugin_passes():

@@ -30,13 +30,15 @@ def test_every_builtin_problem_is_covered():
                             "ml-softmax", "ml-ridge", "ml-tanh-net"}
 
 
-# The checks' central differences cost 2n evaluations per point: softmax's 649 unknowns and
-# the tanh network's 2410 take minutes (measured 107 s and 190 s at load 6): slow.
-SLOW = {"ml-softmax", "ml-tanh-net"}
+# The kit's reference gradient is Richardson's extrapolation of a fourth-order stencil, 8n
+# evaluations per point: on softmax's 649 unknowns and the tanh network's 2410 the whole
+# check took 207 s and 415 s (2-core machine, one worker each). They are left out here;
+# tests/test_ml.py checks their gradients across backends (along random directions) and
+# their references. CASE_MAX_UNKNOWNS leaves them out of the backend checks' cases too.
+LARGE = {"ml-softmax", "ml-tanh-net"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW
-                                  else n for n in BUILTIN])
+@pytest.mark.parametrize("name", [n for n in BUILTIN if n not in LARGE])
 def test_every_check_passes_on_every_builtin_problem(name):
     if name == "nist" and not nist_folders():
         pytest.skip("../shared/data/nist* is not beside this checkout")
