@@ -92,6 +92,15 @@ class DevTools:
                 raise RuntimeError("chromium closed the pipe")
             self._buf += chunk
 
+    def open_tab(self) -> None:
+        """A new blank tab, attached (flat session), with the Page, Runtime, Log and Network
+        events on: what every browser test starts from."""
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.send("Target.attachToTarget",
+                                 {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.send(f"{domain}.enable")
+
     def close(self) -> None:
         try:
             os.write(self._w, json.dumps({"id": 0, "method": "Browser.close"}).encode() + b"\0")
@@ -147,11 +156,7 @@ def offline_page(page: Path, workdir: Path, window_size: str = "1280,900"
 
     browser.handlers["Fetch.requestPaused"] = refuse
     try:
-        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        browser.session = browser.send("Target.attachToTarget",
-                                       {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            browser.send(f"{domain}.enable")
+        browser.open_tab()
         browser.send("Network.emulateNetworkConditions", {
             "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
         browser.send("Fetch.enable", {"patterns": [{"urlPattern": f"{scheme}://*"} for scheme

@@ -329,11 +329,7 @@ def show_dashboard(html: Path, workdir: Path, libraries: NpmLibraries, expected:
 
     browser.handlers["Fetch.requestPaused"] = answer
     try:
-        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        browser.session = browser.send("Target.attachToTarget",
-                                       {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            browser.send(f"{domain}.enable")
+        browser.open_tab()
         browser.send("Fetch.enable", {"patterns": [{"urlPattern": "https://*"}]})
         browser.send("Page.navigate", {"url": origin + "index.html"})
         browser.wait(lambda m: m.get("method") == "Page.loadEventFired", timeout=60)

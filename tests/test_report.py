@@ -538,11 +538,7 @@ def browse(page: Path, workdir: Path) -> tuple[list[dict[str, Any]], list[dict],
                     "chromium)")
     browser = DevTools(workdir / "profile", workdir / "chromium.log")
     try:
-        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        browser.session = browser.send("Target.attachToTarget",
-                                       {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            browser.send(f"{domain}.enable")
+        browser.open_tab()
         browser.send("Page.navigate", {"url": page.resolve().as_uri()})
         browser.wait(lambda m: m.get("method") == "Page.loadEventFired", timeout=60)
         images = json.loads(browser.send("Runtime.evaluate", {

@@ -347,10 +347,7 @@ class Grid(Sequence[RunSpec]):
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        n = len(self)
-        i = index + n if index < 0 else index
-        if not 0 <= i < n:
-            raise IndexError(f"run {index} of a grid of {n}")
+        i = _position(index, len(self), "grid")
         head, rest = divmod(i, self._per_head)
         backend, seed = divmod(rest, len(self._seeds))
         return _spec(self._heads[head], self._backends[backend], self._seeds[seed])
@@ -363,6 +360,14 @@ class Grid(Sequence[RunSpec]):
     def __repr__(self) -> str:
         return (f"Grid({len(self._heads)} heads x {len(self._backends)} backends x "
                 f"{len(self._seeds)} seeds)")
+
+
+def _position(index: int, n: int, what: str) -> int:
+    """A Sequence's index (negative from the end) as a position in 0..n-1, else IndexError."""
+    i = index + n if index < 0 else index
+    if not 0 <= i < n:
+        raise IndexError(f"run {index} of a {what} of {n}")
+    return i
 
 
 def _spec(head: _Head, target: tuple[str, str, str], seed: int) -> RunSpec:
@@ -429,10 +434,7 @@ class Union(Sequence[RunSpec]):
         # indexing is there for the Sequence protocol.
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        n = len(self)
-        i = index + n if index < 0 else index
-        if not 0 <= i < n:
-            raise IndexError(f"run {index} of a union of {n}")
+        i = _position(index, len(self), "union")
         return next(itertools.islice(iter(self), i, None))
 
     def __repr__(self) -> str:
