@@ -25,12 +25,18 @@ import numpy as np
 import pytest
 import torch
 
-from optbench.core.params import resolve
 from optbench.optimizers import schedules
 from optbench.plugins import get_registry
+from trajectories import (
+    backend_or_skip,
+    case_id,
+    frozen,
+    method,
+    optbench_run,
+    task,
+    torch_iterates,
+)
 
-STEPS = 1000
-SEED = 0
 ATOL_EXACT = 1e-12
 ATOL_FD = 1e-7
 
@@ -66,76 +72,15 @@ CASES = [
 BACKENDS = ["torch", "autograd", "fd"]
 
 
-def case_id(case: tuple[str, dict[str, Any]]) -> str:
-    name, hp = case
-    return name + "".join(f"-{k}={v}" for k, v in hp.items()).replace(" ", "")
-
-
-def frozen(hp: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(hp.items()))
-
-
-@functools.lru_cache(maxsize=1)
-def task():
-    registry = get_registry()
-    problem = registry.get("problem", "regression")
-    params = resolve(problem.params, {}, "regression")
-    return problem, problem.make(params, SEED)
-
-
-def backend_or_skip(name: str):
-    backend = get_registry().get("backend", name)
-    reason = backend.available("cpu")
-    if reason:
-        pytest.skip(f"backend {name}: {reason}")
-    return backend
-
-
 @functools.cache
 def torch_trajectory(name: str, hp: tuple[tuple[str, Any], ...]) -> np.ndarray:
-    """torch.optim's iterates x_1 ... x_STEPS on a float64 parameter.
-
-    The default dtype is float64 while torch runs: torch keeps NAdam's step and mu_product
-    (and Adam's step) in the default dtype, float32 otherwise.
-    """
-    _, inst = task()
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        v = torch.as_tensor(inst.data["V"], dtype=torch.float64)
-        y = torch.as_tensor(inst.data["y"], dtype=torch.float64)
-        w = torch.tensor(inst.x0, dtype=torch.float64, requires_grad=True)
-        opt = TORCH_OPTIM[name]([w], **dict(hp))
-        out = np.empty((STEPS, w.numel()))
-        for k in range(STEPS):
-            opt.zero_grad()
-            loss = torch.mean((y - v @ w) ** 2)
-            loss.backward()
-            opt.step()
-            out[k] = w.detach().numpy()
-    finally:
-        torch.set_default_dtype(previous)
-    return out
+    """torch.optim's iterates x_1 ... x_STEPS on a float64 parameter."""
+    return torch_iterates(TORCH_OPTIM[name], dict(hp))[0]
 
 
-def method(name: str, hp: dict[str, Any]):
-    opt = get_registry().get("optimizer", name)
-    return opt.method(**resolve(opt.hyperparams, hp, name))
-
-
-@functools.cache
 def optbench_trajectory(name: str, hp: tuple[tuple[str, Any], ...], backend: str
                         ) -> np.ndarray:
-    problem, inst = task()
-    m = method(name, dict(hp))
-    obj = backend_or_skip(backend).prepare(problem, inst.data, dtype="float64", device="cpu")
-    x = obj.from_numpy(inst.x0)
-    state = m.init(x, obj.xp)
-    out = np.empty((STEPS, len(inst.x0)))
-    for k in range(STEPS):
-        x, state, _, _ = m.step(obj, x, state)
-        out[k] = obj.to_numpy(x)
-    return out
+    return optbench_run(name, hp, backend)[0]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

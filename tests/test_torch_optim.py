@@ -32,12 +32,10 @@ import pytest
 import torch
 
 from clitools import assert_usage_error, run_main
-from optbench.core.params import resolve
 from optbench.optimizers import schedules
 from optbench.plugins import get_registry
-from test_optimizers import backend_or_skip, case_id, frozen, task
+from trajectories import STEPS, case_id, frozen, optbench_run, task, torch_iterates
 
-STEPS = 1000
 RTOL = 1e-12
 ATOL_FD = 1e-7
 
@@ -121,52 +119,13 @@ def torch_scheduler(schedule: str, opt: Any, kw: dict[str, Any]) -> Any:
 @functools.cache
 def torch_run(name: str, hp: tuple, schedule: str | None = None, skw: tuple = ()
               ) -> tuple[np.ndarray, dict[str, Any]]:
-    """torch.optim's iterates x_1 ... x_STEPS (float64 default dtype, as test_optimizers
-    explains) and the optimizer's final state (host copies), with "lrs": the lr of each step."""
-    _, inst = task()
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        v = torch.as_tensor(inst.data["V"], dtype=torch.float64)
-        y = torch.as_tensor(inst.data["y"], dtype=torch.float64)
-        w = torch.tensor(inst.x0, dtype=torch.float64, requires_grad=True)
-        opt = TORCH_OPTIM[name]([w], **dict(hp))
-        sched = torch_scheduler(schedule, opt, dict(skw)) if schedule else None
-        out, lrs = np.empty((STEPS, w.numel())), []
-        for k in range(STEPS):
-            opt.zero_grad()
-            loss = torch.mean((y - v @ w) ** 2)
-            loss.backward()
-            lrs.append(opt.param_groups[0]["lr"])
-            opt.step()
-            if sched is not None:
-                sched.step(loss.item()) if schedule == "plateau" else sched.step()
-            out[k] = w.detach().numpy()
-        state = {k: (s.detach().numpy().copy() if torch.is_tensor(s) else s)
-                 for k, s in opt.state[w].items()}
-        state["lrs"] = lrs
-    finally:
-        torch.set_default_dtype(previous)
-    return out, state
+    """torch.optim's iterates and final state (trajectories.torch_iterates), stepping the
+    schedule's torch scheduler after each step (plateau's with the loss)."""
+    def scheduler(opt: Any) -> Any:
+        sched = torch_scheduler(schedule, opt, dict(skw))
+        return sched.step if schedule == "plateau" else lambda _loss: sched.step()
 
-
-def method(name: str, hp: dict[str, Any]):
-    opt = get_registry().get("optimizer", name)
-    return opt.method(**resolve(opt.hyperparams, hp, name))
-
-
-@functools.cache
-def optbench_run(name: str, hp: tuple, backend: str) -> tuple[np.ndarray, Any]:
-    problem, inst = task()
-    m = method(name, dict(hp))
-    obj = backend_or_skip(backend).prepare(problem, inst.data, dtype="float64", device="cpu")
-    x = obj.from_numpy(inst.x0)
-    state = m.init(x, obj.xp)
-    out = np.empty((STEPS, len(inst.x0)))
-    for k in range(STEPS):
-        x, state, _, _ = m.step(obj, x, state)
-        out[k] = obj.to_numpy(x)
-    return out, state
+    return torch_iterates(TORCH_OPTIM[name], dict(hp), scheduler if schedule else None)
 
 
 def relative_error(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
