@@ -41,17 +41,12 @@ class FiniteDifferenceObjective(Objective):
         return self._fn(x, self.data, np)
 
     def value_and_grad(self, x: Any) -> tuple[Any, Any]:
+        self.n_evals += 1
         x = np.asarray(x, dtype=self._np_dtype)
         if x.ndim == 1 and getattr(self.problem, "has_residuals", False):
-            from optbench.core.jacobian import central_jacobian
-
-            self.n_evals += 1
-            problem = self.problem
-            r, jac = central_jacobian(lambda z: problem.residuals(z, self.data, np), x, self,
-                                      typical=1.0)
+            r, jac = self._central_jacobian(x, typical=1.0)
             r = np.asarray(r, dtype=self._np_dtype)
             return r @ r, 2 * (np.asarray(jac, dtype=self._np_dtype).T @ r)
-        self.n_evals += 1
         f = np.asarray(self._f(x), dtype=self._np_dtype)
         grad = np.empty_like(x)
         flat_x, flat_g = x.reshape(-1), grad.reshape(-1)  # x may be (starts, n)
@@ -68,12 +63,15 @@ class FiniteDifferenceObjective(Objective):
     def residuals_and_jacobian(self, x: Any) -> tuple[Any, Any]:
         """(r, J) by central differences with steps relative to each parameter
         (optbench.core.jacobian: 2n + 1 evaluations of the residuals)."""
+        self.n_evals += 1
+        return self._central_jacobian(np.asarray(x, dtype=self._np_dtype), typical=0.0)
+
+    def _central_jacobian(self, x: np.ndarray, typical: float) -> tuple[Any, Any]:
         from optbench.core.jacobian import central_jacobian
 
         problem = self.residual_problem()
-        self.n_evals += 1
-        return central_jacobian(lambda z: problem.residuals(z, self.data, np),
-                                np.asarray(x, dtype=self._np_dtype), self)
+        return central_jacobian(lambda z: problem.residuals(z, self.data, np), x, self,
+                                typical=typical)
 
     def from_numpy(self, array: Any) -> Any:
         return np.array(array, dtype=self._np_dtype)
